@@ -1,0 +1,230 @@
+import { randomUUID } from 'node:crypto';
+import type { Json, Task } from '../task.js';
+import type { EmitRecord, NodeState, RunRecord, RunState, Store } from '../store/store.js';
+import { context, traceparentOf } from '../observe/tracing.js';
+import { decode, encode, encodeOptional } from './codec.js';
+import { ConfigError, NotFoundError, RlmError } from './errors.js';
+import { type EngineOptions, type ResolvedEngineOptions, resolveOptions } from './options.js';
+import { openStore } from '../store/open.js';
+import { type TaskRuntime, taskRuntime } from './task-runtime.js';
+import { Worker } from './worker.js';
+
+export interface OpenEngineOptions extends EngineOptions {
+  /** A store, or its URL: `sqlite:<path>` (default `sqlite:.rlm/rlm.db`) or `postgres://…`. */
+  store?: Store | string;
+}
+
+export interface StartOptions {
+  /** Run id; a new UUID when omitted. */
+  runId?: string;
+  /** Context handed to the root (and inherited by its subtree). */
+  context?: Json;
+  /** Most nodes the run may create; past it the rest is parked and the run pauses. */
+  nodeBudget?: number;
+}
+
+/** How a run ended, as far as this process saw it. */
+export interface RunOutcome<R = unknown> {
+  runId: string;
+  state: RunState;
+  /** The root's result once the run completed. */
+  result: R | undefined;
+  counts: Record<NodeState, number>;
+  /** Why the run is paused, when it is. */
+  pauseReason: string | null;
+  /** Why this process stopped working on it. */
+  stoppedBy: 'finished' | 'signal' | 'rss' | 'error';
+}
+
+/** A run being worked on by this process. */
+export interface RunHandle<R = unknown> {
+  readonly runId: string;
+  /** Resolves when the run ends (completed, failed or paused) or this process stops working on it. */
+  readonly done: Promise<RunOutcome<R>>;
+  /** Graceful stop: finish in-flight steps, commit, hand the rest back. */
+  stop(): void;
+  /** Stop now: abort in-flight steps, commit what finished, hand the rest back. */
+  abort(): void;
+  /** Steps run and commits made by this process so far. */
+  stats(): { steps: number; commits: number; fenced: number; startedAt: number };
+}
+
+export interface Engine {
+  readonly store: Store;
+  readonly options: ResolvedEngineOptions;
+  /** Creates a run of `task` from `input` and works on it until it ends. */
+  start<I, R>(task: Task<I, R>, input: I, options?: StartOptions): Promise<RunHandle<R>>;
+  /** Works on an existing run until it ends. Never re-runs a node that is done. */
+  resume<I, R>(task: Task<I, R>, runId: string): Promise<RunHandle<R>>;
+  /** Joins as a worker for every run of `task` in the store, until stopped. */
+  work<I, R>(task: Task<I, R>): { done: Promise<void>; stop(): void; abort(): void };
+  getRun(runId: string): Promise<RunRecord>;
+  /** The run's emitted records, in commit order; with `follow`, waits for more until the run ends. */
+  results(runId: string, options?: { follow?: boolean; afterSeq?: number; pollMs?: number }): AsyncIterable<{ seq: number; nodeId: number; record: unknown }>;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens an engine on a store.
+ * ```ts
+ * const engine = await openEngine({ store: 'sqlite:.rlm/rlm.db' });
+ * const run = await engine.start(tree, { fanout: 10, depth: 3 });
+ * console.log((await run.done).result); // 1111
+ * await engine.close();
+ * ```
+ */
+export async function openEngine(options: OpenEngineOptions = {}): Promise<Engine> {
+  const { store: storeOption, ...rest } = options;
+  const resolved = resolveOptions(rest);
+  const owned = typeof storeOption !== 'object';
+  const store = typeof storeOption === 'object' ? storeOption : await openStore(storeOption ?? 'sqlite:.rlm/rlm.db');
+  try {
+    await store.migrate();
+  } catch (error) {
+    if (owned) await store.close().catch(() => undefined);
+    throw error;
+  }
+  return new RlmEngine(store, resolved, owned);
+}
+
+class RlmEngine implements Engine {
+  readonly store: Store;
+  readonly options: ResolvedEngineOptions;
+  readonly #owned: boolean;
+  readonly #workers = new Map<Worker, Promise<unknown>>();
+  #closed = false;
+
+  constructor(store: Store, options: ResolvedEngineOptions, owned: boolean) {
+    this.store = store;
+    this.options = options;
+    this.#owned = owned;
+  }
+
+  async start<I, R>(task: Task<I, R>, input: I, options: StartOptions = {}): Promise<RunHandle<R>> {
+    const runtime = taskRuntime(task);
+    const runId = options.runId ?? randomUUID();
+    if (options.nodeBudget !== undefined && (!Number.isInteger(options.nodeBudget) || options.nodeBudget < 1)) {
+      throw new ConfigError(`Expected \`nodeBudget\` to be an integer >= 1, got \`${String(options.nodeBudget)}\`.`);
+    }
+    const encodedInput = encode(input, 'The run input');
+    const rootContext = options.context ?? null;
+    let rootKey = 'root';
+    let priority = 0;
+    if (runtime.keyed) rootKey = runtime.keyOf(input);
+    if (runtime.hasPriority) priority = runtime.priorityOf(input, 0, rootContext);
+    await this.store.createRun({
+      id: runId,
+      task: runtime.name,
+      taskVersion: runtime.version,
+      input: encodedInput,
+      context: encodeOptional(options.context, 'The run context'),
+      rootKey,
+      rootPriority: priority,
+      order: runtime.order,
+      nodeBudget: options.nodeBudget ?? null,
+      traceparent: traceparentOf(context.active()),
+    });
+    return this.#work<R>(runtime, runId);
+  }
+
+  async resume<I, R>(task: Task<I, R>, runId: string): Promise<RunHandle<R>> {
+    const runtime = taskRuntime(task);
+    const run = await this.getRun(runId);
+    if (run.task !== runtime.name) {
+      throw new ConfigError(`Run ${runId} belongs to task \`${run.task}\`, not \`${runtime.name}\`; resume it with the module that defines ${run.task}.`);
+    }
+    if (run.taskVersion > runtime.version) {
+      throw new ConfigError(`Run ${runId} was started by version ${run.taskVersion} of ${run.task}; this module is version ${runtime.version}. Deploy the newer module to resume it.`);
+    }
+    if (run.state === 'failed' || run.state === 'completed') await this.store.settleRun(runId);
+    if (run.state === 'paused' && run.counts.parked === 0) await this.store.setRunState(runId, 'running', { from: ['paused'] });
+    return this.#work<R>(runtime, runId);
+  }
+
+  #work<R>(runtime: TaskRuntime, runId: string): RunHandle<R> {
+    this.#assertOpen();
+    const worker = new Worker({ store: this.store, task: runtime, options: this.options, runIds: [runId], untilRunsEnd: true });
+    const done = (async (): Promise<RunOutcome<R>> => {
+      try {
+        const stoppedBy = await worker.run();
+        const run = await this.getRun(runId);
+        return {
+          runId,
+          state: run.state,
+          result: run.state === 'completed' && run.result !== null ? (decode(run.result) as R) : undefined,
+          counts: run.counts,
+          pauseReason: run.pauseReason,
+          stoppedBy,
+        };
+      } finally {
+        this.#workers.delete(worker);
+      }
+    })();
+    this.#workers.set(worker, done);
+    return {
+      runId,
+      done,
+      stop: () => worker.stop('signal'),
+      abort: () => worker.abortNow(),
+      stats: () => worker.stats,
+    };
+  }
+
+  work<I, R>(task: Task<I, R>): { done: Promise<void>; stop(): void; abort(): void } {
+    this.#assertOpen();
+    const runtime = taskRuntime(task);
+    const worker = new Worker({ store: this.store, task: runtime, options: this.options, untilRunsEnd: false });
+    const done = worker.run().then(
+      () => {
+        this.#workers.delete(worker);
+      },
+      (error: unknown) => {
+        this.#workers.delete(worker);
+        throw error;
+      },
+    );
+    this.#workers.set(worker, done);
+    return { done, stop: () => worker.stop('signal'), abort: () => worker.abortNow() };
+  }
+
+  async getRun(runId: string): Promise<RunRecord> {
+    const run = await this.store.getRun(runId);
+    if (!run) throw new NotFoundError(`No run ${runId} in ${this.store.description}; \`rlm status\` lists the runs.`);
+    return run;
+  }
+
+  async *results(runId: string, options: { follow?: boolean; afterSeq?: number; pollMs?: number } = {}): AsyncIterable<{ seq: number; nodeId: number; record: unknown }> {
+    await this.getRun(runId);
+    let after = options.afterSeq ?? 0;
+    for (;;) {
+      const batch: EmitRecord[] = await this.store.readEmits(runId, after, 1000);
+      for (const emit of batch) {
+        after = emit.seq;
+        yield { seq: emit.seq, nodeId: emit.nodeId, record: decode(emit.record) };
+      }
+      if (batch.length === 1000) continue;
+      if (!options.follow) return;
+      const run = await this.getRun(runId);
+      if (run.state !== 'running') {
+        // One last read: records committed together with the end of the run.
+        const rest = await this.store.readEmits(runId, after, 1000);
+        if (rest.length === 0) return;
+        continue;
+      }
+      await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 200));
+    }
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new RlmError('The engine is closed.', 'CONFIG');
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const worker of this.#workers.keys()) worker.stop('signal');
+    await Promise.allSettled(this.#workers.values());
+    if (this.#owned) await this.store.close();
+  }
+}
+

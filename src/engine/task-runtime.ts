@@ -1,0 +1,124 @@
+import type { StandardSchemaV1 } from '@standard-schema/spec';
+import { DEFAULT_LIMITS, type Json, type Task, type TaskLimits } from '../task.js';
+import { ConfigError, InvalidInputError, RlmError } from './errors.js';
+
+/** @internal A task checked once, with its defaults applied: what the worker runs. */
+export interface TaskRuntime {
+  readonly task: Task;
+  readonly name: string;
+  readonly version: number;
+  readonly limits: Required<TaskLimits>;
+  readonly order: 'dfs' | 'bfs';
+  readonly keyed: boolean;
+  readonly hasPriority: boolean;
+  readonly waits: boolean;
+  readonly passDead: boolean;
+  readonly depthPolicy: 'dlq' | 'park';
+  /** Migrates (from `version`) then validates; throws InvalidInputError or an RlmError('MIGRATION'). */
+  prepare(input: unknown, version: number): Promise<unknown>;
+  /** Validates only (a child at spawn). Returns the schema's output. */
+  validate(input: unknown): unknown | Promise<unknown>;
+  keyOf(input: unknown): string;
+  priorityOf(input: unknown, depth: number, context: Json): number;
+}
+
+function positiveInt(name: string, value: unknown, min: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > Number.MAX_SAFE_INTEGER) {
+    throw new ConfigError(`Expected \`${name}\` to be an integer >= ${min}, got \`${String(value)}\` (${typeof value}).`);
+  }
+  return value;
+}
+
+/** Checks a task definition and applies its defaults. Throws ConfigError with what to fix. */
+export function taskRuntime(value: unknown): TaskRuntime {
+  if (typeof value !== 'object' || value === null) {
+    throw new ConfigError(`A task must be an object with \`name\` and \`run\`, got ${value === null ? 'null' : typeof value}.`);
+  }
+  const task = value as Task;
+  if (typeof task.name !== 'string' || task.name.trim() === '') throw new ConfigError('A task needs a `name`: a non-empty string.');
+  if (typeof task.run !== 'function') throw new ConfigError(`Task ${task.name}: \`run\` must be a function (input, ctx) => ({ result, children }).`);
+  if (task.combine !== undefined && typeof task.combine !== 'function') throw new ConfigError(`Task ${task.name}: \`combine\` must be a function.`);
+  if (task.key !== undefined && typeof task.key !== 'function') throw new ConfigError(`Task ${task.name}: \`key\` must be a function (input) => string.`);
+  if (task.priority !== undefined && typeof task.priority !== 'function') throw new ConfigError(`Task ${task.name}: \`priority\` must be a function.`);
+  const version = positiveInt(`${task.name}.version`, task.version ?? 1, 1);
+  const limits = { ...DEFAULT_LIMITS };
+  if (task.limits !== undefined) {
+    if (typeof task.limits !== 'object' || task.limits === null) throw new ConfigError(`Task ${task.name}: \`limits\` must be an object.`);
+    for (const [name, raw] of Object.entries(task.limits)) {
+      if (raw === undefined) continue;
+      if (!(name in DEFAULT_LIMITS)) throw new ConfigError(`Task ${task.name}: unknown limit \`${name}\`; known: ${Object.keys(DEFAULT_LIMITS).join(', ')}.`);
+      const min = name === 'maxAttempts' || name === 'maxChildren' ? 1 : 0;
+      limits[name as keyof TaskLimits] = positiveInt(`limits.${name}`, raw, min);
+    }
+  }
+  if (task.order !== undefined && task.order !== 'dfs' && task.order !== 'bfs') throw new ConfigError(`Task ${task.name}: \`order\` must be 'dfs' or 'bfs'.`);
+  if (task.migrate !== undefined) {
+    if (typeof task.migrate !== 'object' || task.migrate === null) throw new ConfigError(`Task ${task.name}: \`migrate\` must map versions to functions.`);
+    for (const [from, fn] of Object.entries(task.migrate)) {
+      if (!/^\d+$/.test(from) || typeof fn !== 'function') throw new ConfigError(`Task ${task.name}: \`migrate[${from}]\` must be a function keyed by a version number.`);
+    }
+  }
+  const schema = task.input;
+  if (schema !== undefined && typeof (schema as StandardSchemaV1)?.['~standard']?.validate !== 'function') {
+    throw new ConfigError(`Task ${task.name}: \`input\` must be a Standard Schema (zod, valibot, arktype…); it has no ~standard.validate.`);
+  }
+  const check = (output: StandardSchemaV1.Result<unknown>): unknown => {
+    if (output.issues) {
+      const issues = output.issues.map((issue) => ({ message: issue.message, path: issue.path?.map((p) => (typeof p === 'object' ? p.key : p)) }));
+      const text = issues.map((i) => (i.path && i.path.length > 0 ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ');
+      throw new InvalidInputError(`Input rejected by the schema of ${task.name}: ${text}`, issues);
+    }
+    return output.value;
+  };
+  const validate = (input: unknown): unknown | Promise<unknown> => {
+    if (!schema) return input;
+    const output = schema['~standard'].validate(input);
+    return output instanceof Promise ? output.then(check) : check(output);
+  };
+  return {
+    task,
+    name: task.name,
+    version,
+    limits,
+    order: task.order ?? 'dfs',
+    keyed: task.key !== undefined,
+    hasPriority: task.priority !== undefined,
+    waits: task.combine !== undefined,
+    passDead: task.deadChildren === 'pass',
+    depthPolicy: task.depthPolicy === 'park' ? 'park' : 'dlq',
+    async prepare(input, from) {
+      let value = input;
+      if (from > version) throw new RlmError(`Node written by version ${from} of ${task.name}; this worker runs version ${version}.`, 'VERSION');
+      for (let v = from; v < version; v++) {
+        const step = task.migrate?.[v];
+        if (!step) {
+          throw new RlmError(`Task ${task.name} has no migrate[${v}] to upgrade an input stored by version ${v} to version ${v + 1}.`, 'MIGRATION');
+        }
+        try {
+          value = await step(value);
+        } catch (error) {
+          throw new RlmError(`migrate[${v}] of ${task.name} threw: ${(error as Error)?.message ?? String(error)}`, 'MIGRATION', { cause: error });
+        }
+      }
+      return validate(value);
+    },
+    validate,
+    keyOf(input) {
+      let key: unknown;
+      try {
+        key = task.key?.(input);
+      } catch (error) {
+        throw new RlmError(`key() of ${task.name} threw: ${(error as Error)?.message ?? String(error)}`, 'INVALID_INPUT', { cause: error });
+      }
+      if (typeof key !== 'string' || key === '') throw new RlmError(`key() of ${task.name} must return a non-empty string, got ${key === '' ? "''" : typeof key}.`, 'INVALID_INPUT');
+      if (key.length > 4096) throw new RlmError(`key() of ${task.name} returned ${key.length} characters; keys are limited to 4096.`, 'INVALID_INPUT');
+      return key;
+    },
+    priorityOf(input, depth, context) {
+      if (!task.priority) return 0;
+      const p: unknown = task.priority(input, { depth, context });
+      if (typeof p !== 'number' || !Number.isFinite(p)) throw new RlmError(`priority() of ${task.name} must return a finite number, got ${String(p)}.`, 'INVALID_INPUT');
+      return p;
+    },
+  };
+}

@@ -1,0 +1,2 @@
+export { SqliteStore } from './sqlite-store.js';
+export type { SqliteDatabase, SqliteStoreConfig } from './sqlite-store.js';

@@ -1,0 +1,322 @@
+/*
+ * The Store interface: the one persistence boundary. The engine speaks rlm's language to it, never SQL.
+ * Every implementation passes test/store/conformance.ts.
+ *
+ * Payloads (inputs, contexts, results, emitted records, effect values) cross this boundary already encoded:
+ * the store keeps them as opaque text and never parses them.
+ *
+ * Node states:
+ * - pending: on the frontier, runnable once `availableAt` has passed (a retry waits out its backoff here).
+ * - running: leased to a worker under an epoch. Children are often born running, leased to the worker that
+ *   spawned them, so most nodes never touch the pending index.
+ * - waiting: ran and spawned children; waits for them to finish before its combine phase.
+ * - done: has its result. Terminal.
+ * - dead: in the dead-letter queue, with its error history. Terminal until redriven.
+ * - parked: held for a person (fan-out alarm, depth overflow, node budget) until approved or rejected.
+ *
+ * Lease lifecycle: a node is leased by `claimNodes` (pending → running, epoch + 1) or born leased by the commit
+ * that created it. The worker's heartbeat extends every lease it holds at once (leases belong to workers). A
+ * worker that stops heartbeating, or whose process is gone, has its nodes taken back (running → pending,
+ * epoch + 1, marked suspect). Every write on a leased node names the epoch it was leased under; a write whose
+ * epoch has moved on is rejected, never applied.
+ */
+
+export type NodeState = 'pending' | 'running' | 'waiting' | 'done' | 'dead' | 'parked';
+export type NodePhase = 'run' | 'combine';
+export type RunState = 'running' | 'paused' | 'completed' | 'failed' | 'cancelled';
+
+export const NODE_STATES: readonly NodeState[] = ['pending', 'running', 'waiting', 'done', 'dead', 'parked'];
+
+export function isTerminal(state: NodeState): boolean {
+  return state === 'done' || state === 'dead';
+}
+
+export type StateCounts = Record<NodeState, number>;
+
+export interface NewRun {
+  id: string;
+  task: string;
+  taskVersion: number;
+  /** Encoded root input and context. */
+  input: string;
+  context: string | null;
+  rootKey: string;
+  rootPriority: number;
+  /** Tie-break order of the frontier. */
+  order: 'dfs' | 'bfs';
+  /** Most nodes the run may create; past it children are parked and the run pauses. */
+  nodeBudget: number | null;
+  traceparent: string | null;
+}
+
+export interface RunRecord {
+  id: string;
+  task: string;
+  taskVersion: number;
+  state: RunState;
+  input: string;
+  result: string | null;
+  order: 'dfs' | 'bfs';
+  nodeBudget: number | null;
+  nodeCount: number;
+  pauseReason: string | null;
+  rootId: number;
+  counts: StateCounts;
+  createdAt: number;
+  updatedAt: number;
+  finishedAt: number | null;
+}
+
+/** One attempt's failure, kept in a node's error history. */
+export interface ErrorEntry {
+  attempt: number;
+  message: string;
+  code: string | null;
+  stack: string | null;
+  at: number;
+  worker: string;
+}
+
+/** A node leased to a worker: what the engine needs to run it. */
+export interface LeasedNode {
+  id: number;
+  runId: string;
+  parentId: number | null;
+  key: string;
+  depth: number;
+  priority: number;
+  version: number;
+  input: string;
+  context: string | null;
+  phase: NodePhase;
+  /** Attempts counted so far (finished ones, and crashes seen while isolated). */
+  attempts: number;
+  epoch: number;
+  /** Taken back from a worker that died while holding it: it may have crashed that worker. */
+  suspect: boolean;
+  /** The step may spawn past `maxChildren` (a person approved the fan-out). */
+  fanoutApproved: boolean;
+  /** Children an earlier attempt persisted in chunks: a re-run skips that many. */
+  spawned: number;
+  traceparent: string | null;
+}
+
+/** A child row written by a commit. */
+export interface NewNode {
+  /** Allocated by `allocateIds`; a keyed child that already exists in the run is not created. */
+  id: number;
+  parentId: number;
+  /** Position among the parent's children; combine sees results in this order. */
+  ord: number;
+  key: string;
+  /** True when `key` came from the task's key function: the store dedupes on it within the run. */
+  keyed: boolean;
+  depth: number;
+  priority: number;
+  version: number;
+  input: string;
+  context: string | null;
+  /** `running` is born leased to the committing worker under epoch 1; `dead` and `parked` carry `error`. */
+  state: 'pending' | 'running' | 'dead' | 'parked';
+  error: ErrorEntry | null;
+  traceparent: string | null;
+}
+
+export type StepOutcome =
+  /** Finished with a result (a traversal node, a leaf, or a combine phase). */
+  | { type: 'done'; result: string | null }
+  /** Spawned children and waits for them before its combine phase. */
+  | { type: 'wait'; result: string | null }
+  /** Failed; runs again once `availableAt` (epoch ms) has passed. */
+  | { type: 'retry'; error: ErrorEntry; availableAt: number }
+  /** Goes to the dead-letter queue. */
+  | { type: 'dead'; error: ErrorEntry }
+  /** Held for a person; `pauseRun` pauses the whole run (the fan-out alarm). */
+  | { type: 'park'; reason: string; pauseRun: boolean }
+  /** Handed back unfinished (graceful stop): pending again, the attempt not counted. */
+  | { type: 'release' };
+
+/** The finished step of a leased node. */
+export interface StepOp {
+  kind: 'step';
+  runId: string;
+  nodeId: number;
+  epoch: number;
+  outcome: StepOutcome;
+  /** The node's attempt count after this step. */
+  attempts: number;
+  children: NewNode[];
+  emits: string[];
+  /** The task has `combine`: parents count their unfinished children. */
+  waits: boolean;
+  /** Dead children count as finished for their waiting parents (`deadChildren: 'pass'`). */
+  passDead: boolean;
+}
+
+/** Part of a large fan-out, persisted before the step ends; the node stays leased. */
+export interface SpawnOp {
+  kind: 'spawn';
+  runId: string;
+  nodeId: number;
+  epoch: number;
+  children: NewNode[];
+  /** Children persisted so far, including these: a re-run skips that many. */
+  spawned: number;
+  waits: boolean;
+}
+
+/** A journaled effect result. */
+export interface EffectOp {
+  kind: 'effect';
+  runId: string;
+  nodeId: number;
+  nodeKey: string;
+  epoch: number;
+  name: string;
+  value: string;
+}
+
+export type CommitOp = StepOp | SpawnOp | EffectOp;
+
+export interface CommitResult {
+  /** Nodes whose ops were fenced out: their lease moved on. Nothing of those ops was applied. */
+  rejected: number[];
+  /** Waiting parents whose last child finished in this commit, leased to the committing worker for combine. */
+  ready: LeasedNode[];
+  /** Runs that left the `running` state in this commit. */
+  finishedRuns: string[];
+  /** Keyed children that existed already in their run, so were not created (their parents share them). */
+  duplicates: number[];
+  /** Monotonic sequence number of this commit in the store. */
+  seq: number;
+}
+
+export interface WorkerInfo {
+  id: string;
+  host: string;
+  pid: number;
+  /** Process start time from the OS, so a reused pid is not mistaken for the same process. */
+  pidStart: string;
+  task: string;
+  version: number;
+}
+
+export interface WorkerRecord extends WorkerInfo {
+  state: 'alive' | 'stopped' | 'dead';
+  leaseUntil: number;
+  heartbeatAt: number;
+}
+
+export interface ClaimFilter {
+  task: string;
+  /** Nodes written by a newer task version are never claimed. */
+  maxVersion: number;
+  /** Only these runs; all runs of the task when omitted. */
+  runIds?: readonly string[];
+}
+
+export interface NodeRecord {
+  id: number;
+  runId: string;
+  parentId: number | null;
+  ord: number;
+  key: string;
+  depth: number;
+  priority: number;
+  version: number;
+  state: NodeState;
+  phase: NodePhase;
+  input: string | null;
+  context: string | null;
+  result: string | null;
+  attempts: number;
+  epoch: number;
+  owner: string | null;
+  pendingChildren: number;
+  availableAt: number;
+  parkReason: string | null;
+  errors: ErrorEntry[];
+  traceparent: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface EmitRecord {
+  seq: number;
+  nodeId: number;
+  record: string;
+}
+
+export interface EffectRecord {
+  name: string;
+  value: string;
+  nodeId: number;
+  at: number;
+}
+
+export interface StoreCapabilities {
+  /** Several processes may write at once (PostgreSQL yes; SQLite serialises them through its file lock). */
+  readonly concurrentWriters: boolean;
+  /** New work wakes idle workers without polling (LISTEN/NOTIFY). */
+  readonly notifications: boolean;
+}
+
+/** The one persistence boundary. Every implementation passes test/store/conformance.ts. */
+export interface Store {
+  readonly capabilities: StoreCapabilities;
+  /** A description safe to print: no password. */
+  readonly description: string;
+  /** Creates or upgrades the schema. Safe to call from several processes at once. */
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+
+  /** Reserves `count` consecutive node ids; returns the first. */
+  allocateIds(count: number): Promise<number>;
+
+  createRun(run: NewRun): Promise<RunRecord>;
+  getRun(runId: string): Promise<RunRecord | undefined>;
+  listRuns(limit?: number): Promise<RunRecord[]>;
+  /** Pauses, resumes or cancels a run; `from` makes it conditional. Returns whether it changed. */
+  setRunState(runId: string, state: RunState, options?: { from?: readonly RunState[]; reason?: string | null }): Promise<boolean>;
+  /** Recomputes a run's state from its counters: completed, failed, or running again. */
+  settleRun(runId: string): Promise<RunRecord | undefined>;
+
+  registerWorker(info: WorkerInfo, leaseMs: number): Promise<void>;
+  /** Extends the worker's leases. False when the worker was declared dead: it must drop everything it holds. */
+  heartbeat(workerId: string, leaseMs: number): Promise<boolean>;
+  listWorkers(): Promise<WorkerRecord[]>;
+  /**
+   * Declares workers dead and takes their running nodes back (pending, epoch + 1, suspect). Only a worker
+   * still `alive` whose lease ended before `expiredBefore`, or that is named in `deadIds`, is taken.
+   * Returns the number of nodes taken back.
+   */
+  takeBack(options: { deadIds?: readonly string[]; expiredBefore?: number }): Promise<number>;
+  /** Graceful stop: hands every node the worker holds back to the frontier without counting an attempt. */
+  releaseWorker(workerId: string, nodes?: readonly { id: number; epoch: number }[]): Promise<void>;
+
+  /** Leases up to `limit` runnable frontier nodes to `workerId`; suspect nodes get an attempt counted. */
+  claimNodes(workerId: string, filter: ClaimFilter, limit: number): Promise<LeasedNode[]>;
+  /** Applies ops in order in one transaction. Fenced ops whose epoch moved on are rejected, never applied. */
+  commit(workerId: string, ops: readonly CommitOp[]): Promise<CommitResult>;
+
+  getEffect(runId: string, nodeKey: string, name: string): Promise<EffectRecord | undefined>;
+  /** Results of a node's children in spawn order (for combine), with their keys and states. */
+  childResults(nodeId: string | number): Promise<Array<{ key: string; state: NodeState; result: string | null; error: string | null }>>;
+
+  getNode(nodeId: number): Promise<NodeRecord | undefined>;
+  /** Children of a node (first parent or shared), in spawn order. */
+  listChildren(nodeId: number, limit?: number, offset?: number): Promise<NodeRecord[]>;
+  listNodes(runId: string, filter: { state?: NodeState; limit?: number; afterId?: number }): Promise<NodeRecord[]>;
+  listEffects(nodeId: number): Promise<EffectRecord[]>;
+  readEmits(runId: string, afterSeq: number, limit: number): Promise<EmitRecord[]>;
+  /** Counts of the subtree under a node, by state. */
+  subtreeCounts(nodeId: number): Promise<StateCounts>;
+  depthHistogram(runId: string): Promise<Array<{ depth: number; count: number }>>;
+
+  /** Dead nodes back to pending with a fresh attempt budget; returns how many. */
+  redrive(runId: string, nodeIds: readonly number[] | 'all'): Promise<number>;
+  /** Removes dead nodes from the queue for good (they stay dead, marked dropped); returns how many. */
+  dropDead(runId: string, nodeIds: readonly number[] | 'all'): Promise<number>;
+  /** Parked nodes: approve (pending again, fan-out allowed) or reject (dead). Returns how many. */
+  decideParked(runId: string, nodeIds: readonly number[] | 'all', decision: 'approve' | 'reject'): Promise<number>;
+}

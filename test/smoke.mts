@@ -1,0 +1,13 @@
+import { openEngine } from '../src/index.js';
+import tree from '../examples/tree.js';
+import { rmSync } from 'node:fs';
+const path = '/tmp/rt/smoke.db';
+for (const f of [path, path + '-wal', path + '-shm']) rmSync(f, { force: true });
+const fanout = Number(process.argv[2] ?? 10), depth = Number(process.argv[3] ?? 3);
+const engine = await openEngine({ store: 'sqlite:' + path });
+const t0 = performance.now();
+const run = await engine.start(tree, { fanout, depth });
+const out = await run.done;
+const ms = performance.now() - t0;
+console.log(out.state, out.result, out.counts, `${ms.toFixed(0)} ms`, `${((out.counts.done) / ms * 1000).toFixed(0)} nodes/s`, 'rss', (process.memoryUsage().rss/1e6).toFixed(0), 'MB', run.stats());
+await engine.close();
