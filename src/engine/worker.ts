@@ -276,6 +276,10 @@ export class Worker {
   }
 
   async #idle(): Promise<void> {
+    if (this.#store.waitForWork) {
+      await Promise.race([this.#wake.promise, this.#store.waitForWork(this.#o.pollMs * 10)]);
+      return;
+    }
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.#wake.promise, new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#o.pollMs)))]);
     clearTimeout(timer);

@@ -294,6 +294,11 @@ export interface Store {
   /** Graceful stop: hands every node the worker holds back to the frontier without counting an attempt. */
   releaseWorker(workerId: string, nodes?: readonly { id: number; epoch: number }[]): Promise<void>;
 
+  /**
+   * Resolves when new work may have appeared (LISTEN/NOTIFY) or after `timeoutMs`, whichever is first.
+   * Only stores with `capabilities.notifications`; others are polled.
+   */
+  waitForWork?(timeoutMs: number): Promise<void>;
   /** Leases up to `limit` runnable frontier nodes to `workerId`; suspect nodes get an attempt counted. */
   claimNodes(workerId: string, filter: ClaimFilter, limit: number): Promise<LeasedNode[]>;
   /** Applies ops in order in one transaction. Fenced ops whose epoch moved on are rejected, never applied. */
