@@ -4,7 +4,7 @@
  *
  *   npx rlm run examples/tree.ts --input '{"fanout":10,"depth":6}'   # 1,111,111 nodes
  */
-import { defineTask } from '../src/index.js';
+import { defineTask } from 'rlm';
 
 interface TreeInput {
   fanout: number;

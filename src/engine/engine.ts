@@ -52,6 +52,8 @@ export interface RunHandle<R = unknown> {
 export interface Engine {
   readonly store: Store;
   readonly options: ResolvedEngineOptions;
+  /** Creates a run of `task` from `input` without working on it (other workers will). Returns its id. */
+  create<I, R>(task: Task<I, R>, input: I, options?: StartOptions): Promise<string>;
   /** Creates a run of `task` from `input` and works on it until it ends. */
   start<I, R>(task: Task<I, R>, input: I, options?: StartOptions): Promise<RunHandle<R>>;
   /** Works on an existing run until it ends. Never re-runs a node that is done. */
@@ -101,6 +103,12 @@ class RlmEngine implements Engine {
   }
 
   async start<I, R>(task: Task<I, R>, input: I, options: StartOptions = {}): Promise<RunHandle<R>> {
+    const runId = await this.create(task, input, options);
+    return this.#work<R>(taskRuntime(task), runId);
+  }
+
+  async create<I, R>(task: Task<I, R>, input: I, options: StartOptions = {}): Promise<string> {
+    this.#assertOpen();
     const runtime = taskRuntime(task);
     const runId = options.runId ?? randomUUID();
     if (options.nodeBudget !== undefined && (!Number.isInteger(options.nodeBudget) || options.nodeBudget < 1)) {
@@ -124,7 +132,7 @@ class RlmEngine implements Engine {
       nodeBudget: options.nodeBudget ?? null,
       traceparent: traceparentOf(context.active()),
     });
-    return this.#work<R>(runtime, runId);
+    return runId;
   }
 
   async resume<I, R>(task: Task<I, R>, runId: string): Promise<RunHandle<R>> {

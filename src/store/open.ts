@@ -10,7 +10,7 @@ export function redactUrl(url: string): string {
  * Opens the store a URL names: `sqlite:<path>` (or a bare path ending in .db) or `postgres://…`.
  * Drivers load on demand, so a SQLite user never loads `pg` and the other way round.
  */
-export async function openStore(url: string, options: { readonly?: boolean } = {}): Promise<Store> {
+export async function openStore(url: string, options: { mustExist?: boolean } = {}): Promise<Store> {
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
     const { PostgresStore } = await import('./postgres/postgres-store.js');
     return new PostgresStore({ connectionString: url }) as unknown as Store;
@@ -19,7 +19,7 @@ export async function openStore(url: string, options: { readonly?: boolean } = {
     const path = url.startsWith('sqlite://') ? url.slice('sqlite://'.length) : url.startsWith('sqlite:') ? url.slice('sqlite:'.length) : url;
     if (path === '') throw new ConfigError('The store URL `sqlite:` names no file; use sqlite:<path>, e.g. sqlite:.rlm/rlm.db.');
     const { SqliteStore } = await import('./sqlite/sqlite-store.js');
-    return new SqliteStore({ path, readonly: options.readonly, synchronous: process.env.RLM_SQLITE_SYNCHRONOUS === 'NORMAL' ? 'NORMAL' : 'FULL' });
+    return new SqliteStore({ path, mustExist: options.mustExist, synchronous: process.env.RLM_SQLITE_SYNCHRONOUS === 'NORMAL' ? 'NORMAL' : 'FULL' });
   }
   throw new ConfigError(`Unknown store URL \`${redactUrl(url)}\`: use sqlite:<path> or postgres://user@host/db.`);
 }

@@ -57,8 +57,8 @@ export interface SqliteStoreConfig {
   synchronous?: 'FULL' | 'NORMAL';
   /** How long a writer waits for another process's write lock, in milliseconds. @default 10_000 */
   busyTimeoutMs?: number;
-  /** Open without writing (status, results, inspect). */
-  readonly?: boolean;
+  /** Refuse to create the file (status, results, inspect): a missing store is an error, not a new one. */
+  mustExist?: boolean;
 }
 
 type Row = Record<string, unknown>;
@@ -209,10 +209,10 @@ export class SqliteStore implements Store {
     if (existsSync(path) && statSync(path).isDirectory()) {
       throw new ConfigError(`The store path ${path} is a directory; give a file path such as sqlite:${path}/rlm.db.`);
     }
-    if (this.#config.readonly && !existsSync(path)) {
+    if (this.#config.mustExist && !existsSync(path)) {
       throw new NotFoundError(`No store at ${path}: nothing has run there yet (start one with \`rlm run\`).`);
     }
-    if (!this.#config.readonly) {
+    {
       try {
         mkdirSync(dirname(path), { recursive: true });
       } catch (error) {
@@ -228,13 +228,13 @@ export class SqliteStore implements Store {
     }
     let db: SqliteDatabase;
     try {
-      db = new Database(path, { readonly: this.#config.readonly === true, fileMustExist: this.#config.readonly === true });
+      db = new Database(path, { fileMustExist: this.#config.mustExist === true });
     } catch (error) {
       throw this.#mapOpenError(error);
     }
     try {
       db.pragma(`busy_timeout = ${this.#config.busyTimeoutMs ?? 10_000}`);
-      if (!this.#config.readonly) {
+      {
         const mode = String(db.pragma('journal_mode = WAL', { simple: true }));
         if (mode.toLowerCase() !== 'wal') throw new StoreIoError(`Could not put ${path} in WAL mode (got ${mode}).`);
       }
@@ -303,10 +303,6 @@ export class SqliteStore implements Store {
   }
 
   async migrate(): Promise<void> {
-    if (this.#config.readonly) {
-      this.#checkVersion();
-      return;
-    }
     try {
       this.db.exec('CREATE TABLE IF NOT EXISTS rlm_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
     } catch (error) {
@@ -351,7 +347,7 @@ export class SqliteStore implements Store {
     this.#db = undefined;
     if (db) {
       try {
-        if (!this.#config.readonly) db.pragma('wal_checkpoint(PASSIVE)');
+        db.pragma('wal_checkpoint(PASSIVE)');
       } catch {
         // A checkpoint is an optimisation; the WAL is replayed on next open.
       }
@@ -819,7 +815,6 @@ class CommitState {
   readonly duplicates: number[] = [];
   readonly #rejectedSet = new Set<number>();
   readonly #counts = new Map<string, StateCounts>();
-  readonly #created = new Map<string, number>();
   /** Parent id → how many of its unfinished children finished in this commit. */
   readonly #decrements = new Map<number, number>();
   /** Parents whose counters changed or that started waiting: checked for readiness at the end. */

@@ -1,0 +1,64 @@
+import { openStore, redactUrl } from '../store/open.js';
+import type { Store } from '../store/store.js';
+import { NotFoundError, UsageError } from '../engine/errors.js';
+
+/** Exit codes of the rlm command (SPEC). */
+export const EXIT = { ok: 0, failure: 1, usage: 2, dead: 3, paused: 4, rss: 75, sigint: 130, sigterm: 143 } as const;
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
+export interface GlobalFlags {
+  store?: string;
+}
+
+export function storeUrl(flags: GlobalFlags): string {
+  return flags.store ?? process.env.RLM_STORE ?? 'sqlite:.rlm/rlm.db';
+}
+
+/** Opens the store of an existing deployment: a missing SQLite file is an error, not a new store. */
+export async function openExisting(flags: GlobalFlags): Promise<Store> {
+  const store = await openStore(storeUrl(flags), { mustExist: true });
+  await store.migrate();
+  return store;
+}
+
+export async function withStore<T>(flags: GlobalFlags, fn: (store: Store) => Promise<T>): Promise<T> {
+  const store = await openExisting(flags);
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+export async function requireRun(store: Store, runId: string) {
+  const run = await store.getRun(runId);
+  if (!run) throw new NotFoundError(`No run ${runId} in ${redactUrl(store.description)}; \`rlm status\` lists the runs.`);
+  return run;
+}
+
+export function parseNodeId(text: string): number {
+  const id = Number(text);
+  if (!Number.isInteger(id) || id < 1) throw new NotFoundError(`\`${text}\` is not a node id; node ids are positive integers (see \`rlm inspect\` or \`rlm dlq list\`).`);
+  return id;
+}
+
+export function parseJson(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`${what} is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
+export function print(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+export function tryJson(text: string | null): unknown {
+  if (text === null) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
