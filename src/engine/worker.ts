@@ -28,7 +28,7 @@ import { failpoints } from '../failpoints.js';
 import type { Logger } from '../observe/logger.js';
 import { silentLogger } from '../observe/logger.js';
 import { ATTR, SPAN } from '../observe/names.js';
-import { context, contextFromTraceparent, endSpan, startSpan, trace, traceparentOf } from '../observe/tracing.js';
+import { context, contextFromTraceparent, endSpan, startSpan, trace, tracingEnabled, traceparentOf } from '../observe/tracing.js';
 import { decode, encode, encodeOptional } from './codec.js';
 import { describeThrown, NonRetryableError, RlmError, StaleLeaseError, StoreCorruptError, StoreIoError } from './errors.js';
 import { Frontier } from './frontier.js';
@@ -54,11 +54,15 @@ interface WindowNode {
   fanoutApproved: boolean;
   spawned: number;
   traceparent: string | null;
+  /** Results of its children gathered in memory, for its combine phase. */
+  childResults?: unknown[];
   /** Decoded input; `validated` says whether it passed the gate already (born here). */
   input: unknown;
   encodedInput: string | null;
   validated: boolean;
   context: Json;
+  /** The context as stored, handed on to children that inherit it without re-encoding. */
+  encodedContext: string | null;
 }
 
 /** Children of a waiting parent that finished in this process, kept so combine needs no read. */
@@ -125,6 +129,8 @@ export class Worker {
   readonly #joins = new Map<number, Join>();
   #ops: CommitOp[] = [];
   #opSteps = 0;
+  /** Child rows created by the buffered group, by id: a child that finishes before the group commits is merged into its row. */
+  #buffered = new Map<number, NewNode>();
   #nextCommit = new Deferred<CommitResult>();
   #committing: Promise<void> | null = null;
   #commitTimer: NodeJS.Timeout | null = null;
@@ -137,6 +143,12 @@ export class Worker {
   #heartbeat: NodeJS.Timeout | null = null;
   #idNext = 0;
   #idEnd = 0;
+  readonly #spareIds: Array<[number, number]> = [];
+  #reserving: Promise<void> | null = null;
+  readonly #tracing = tracingEnabled();
+  readonly #host: StepHost;
+  /** The loop waits on #wake only when it has nothing to do; steps signal it only then. */
+  #loopWaiting = false;
   readonly stats: WorkerStats = { steps: 0, commits: 0, claimed: 0, fenced: 0, startedAt: Date.now() };
 
   constructor(config: WorkerConfig) {
@@ -147,6 +159,12 @@ export class Worker {
     this.#untilRunsEnd = config.untilRunsEnd;
     this.#log = config.logger ?? config.options.logger ?? silentLogger();
     this.#window = this.#newWindow();
+    this.#host = {
+      log: this.#log,
+      controllers: this.#controllers,
+      stopping: () => this.#stopping !== null,
+      effect: (node, name, fn) => this.#effect(node, name, fn),
+    };
   }
 
   get id(): string {
@@ -161,6 +179,7 @@ export class Worker {
   async run(): Promise<StopReason> {
     await this.#register();
     await this.#reapDeadProcesses();
+    await this.#reserveIds();
     this.#heartbeat = setInterval(() => void this.#tick(), this.#o.heartbeatMs);
     try {
       await this.#loop();
@@ -187,9 +206,16 @@ export class Worker {
   }
 
   #signal(): void {
+    if (!this.#loopWaiting) return;
+    this.#loopWaiting = false;
     const wake = this.#wake;
     this.#wake = new Deferred<void>();
     wake.resolve();
+  }
+
+  #sleep(): Promise<void> {
+    this.#loopWaiting = true;
+    return this.#wake.promise;
   }
 
   async #register(): Promise<void> {
@@ -243,6 +269,7 @@ export class Worker {
     this.#joins.clear();
     this.#ops = [];
     this.#opSteps = 0;
+    this.#buffered = new Map();
     this.#nextCommit.reject(new RlmError('This worker lost its leases; its uncommitted steps were dropped.', 'STALE_LEASE'));
     this.#nextCommit = new Deferred<CommitResult>();
     for (const controller of this.#controllers) controller.abort(new RlmError('This worker lost its leases.', 'STALE_LEASE'));
@@ -257,7 +284,7 @@ export class Worker {
       }
       this.#fill();
       if (this.#inflight > 0 || this.#committing) {
-        await this.#wake.promise;
+        await this.#sleep();
         continue;
       }
       if (this.#ops.length > 0 || this.#limbo.size > 0) {
@@ -277,11 +304,11 @@ export class Worker {
 
   async #idle(): Promise<void> {
     if (this.#store.waitForWork) {
-      await Promise.race([this.#wake.promise, this.#store.waitForWork(this.#o.pollMs * 10)]);
+      await Promise.race([this.#sleep(), this.#store.waitForWork(this.#o.pollMs * 10)]);
       return;
     }
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.#wake.promise, new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#o.pollMs)))]);
+    await Promise.race([this.#sleep(), new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#o.pollMs)))]);
     clearTimeout(timer);
   }
 
@@ -327,8 +354,10 @@ export class Worker {
       encodedInput: leased.input,
       validated: false,
       context: null,
+      encodedContext: leased.context,
     };
     if (join) {
+      node.childResults = join.results;
       node.phase = leased.phase;
       node.epoch = leased.epoch;
       node.attempts = leased.attempts;
@@ -391,14 +420,27 @@ export class Worker {
         void this.#commit();
       }, this.#o.commitEveryMs);
     }
-    this.#signal();
+    // Refill at once; the loop is needed only when nothing can start.
+    if (!this.#stopping && !this.#fatal) this.#fill();
+    if (this.#inflight === 0 || this.#stopping || this.#fatal) this.#signal();
   }
 
   // ---------------------------------------------------------------- commit
 
   #push(op: CommitOp): Promise<CommitResult> {
+    if (op.kind === 'step') {
+      this.#opSteps++;
+      const row = this.#buffered.get(op.nodeId);
+      if (row && (op.outcome.type === 'done' || op.outcome.type === 'wait')) {
+        // Born and finished within one group: write the row once, in its final state.
+        row.state = op.outcome.type === 'done' ? 'done' : 'waiting';
+        row.result = op.outcome.result;
+        row.attempts = op.attempts;
+        op.merged = true;
+      }
+    }
+    if (op.kind !== 'effect') for (const child of op.children) this.#buffered.set(child.id, child);
     this.#ops.push(op);
-    if (op.kind === 'step') this.#opSteps++;
     return this.#nextCommit.promise;
   }
 
@@ -417,6 +459,7 @@ export class Worker {
     const deferred = this.#nextCommit;
     this.#ops = [];
     this.#opSteps = 0;
+    this.#buffered = new Map();
     this.#nextCommit = new Deferred<CommitResult>();
     const started = performance.now();
     this.#committing = (async () => {
@@ -457,6 +500,11 @@ export class Worker {
         }
       }
     }
+    if (this.#idEnd - this.#idNext < 16_384 && this.#spareIds.length === 0 && !this.#reserving) {
+      this.#reserving = this.#reserveIds().finally(() => {
+        this.#reserving = null;
+      });
+    }
     for (const leased of result.ready) {
       const join = this.#joins.get(leased.id);
       this.#joins.delete(leased.id);
@@ -479,94 +527,57 @@ export class Worker {
       return;
     }
     const attempt = node.suspect ? node.attempts : node.attempts + 1;
-    const started = performance.now();
-    const span = startSpan(node.phase === 'combine' ? SPAN.combine : SPAN.step, contextFromTraceparent(node.traceparent), {
-      [ATTR.runId]: node.runId,
-      [ATTR.nodeId]: node.id,
-      [ATTR.depth]: node.depth,
-      [ATTR.attempt]: attempt,
-    });
-    let emits: string[] = [];
-    let children: NewNode[] = [];
-    let born: WindowNode[] = [];
-    let finished = false;
-    let controller: AbortController | undefined;
-    let deadline: NodeJS.Timeout | undefined;
-    let deadlineHit: Deferred<never> | undefined;
-    const effectNames = new Set<string>();
-    const worker = this;
-    let log: Logger | undefined;
-    const ctx: TaskContext = {
-      runId: node.runId,
-      nodeId: node.id,
-      key: node.key,
-      depth: node.depth,
-      attempt,
-      context: node.context,
-      get signal() {
-        if (!controller) {
-          controller = new AbortController();
-          worker.#controllers.add(controller);
-          if (worker.#stopping) controller.abort(new RlmError('The worker is stopping.', 'HANDLER'));
-        }
-        return controller.signal;
-      },
-      get log() {
-        log ??= worker.#log.child({ runId: node.runId, nodeId: node.id, key: node.key, depth: node.depth, attempt, traceId: span.spanContext().traceId });
-        return log;
-      },
-      traceId: span.spanContext().traceId,
-      emit(record: unknown) {
-        if (finished) throw new RlmError(`ctx.emit was called after the step of node ${node.id} ended; records must be emitted before the step returns.`, 'HANDLER');
-        emits.push(encode(record, 'An emitted record'));
-      },
-      effect<T>(name: string, fn: (idempotencyKey: string) => Promise<T> | T): Promise<T> {
-        if (finished) return Promise.reject(new RlmError(`ctx.effect('${name}') was called after the step of node ${node.id} ended.`, 'HANDLER'));
-        if (effectNames.has(name)) {
-          return Promise.reject(new NonRetryableError(`ctx.effect('${name}') was called twice in one step; give each effect of a step its own name.`));
-        }
-        effectNames.add(name);
-        return worker.#effect(node, name, fn);
-      },
-    };
+    const started = this.#o.metrics ? performance.now() : 0;
+    const span = this.#tracing
+      ? startSpan(node.phase === 'combine' ? SPAN.combine : SPAN.step, contextFromTraceparent(node.traceparent), {
+          [ATTR.runId]: node.runId,
+          [ATTR.nodeId]: node.id,
+          [ATTR.depth]: node.depth,
+          [ATTR.attempt]: attempt,
+        })
+      : undefined;
+    const step = new Step(this.#host, node, attempt, span);
     let outcome: StepOutcome;
     let attempts = attempt;
+    let deadline: NodeJS.Timeout | undefined;
     try {
-      if (task.limits.timeoutMs > 0) {
-        deadlineHit = new Deferred<never>();
+      let work = this.#runPhase(node, step);
+      if (limits.timeoutMs > 0 && work instanceof Promise) {
+        let expire: (error: unknown) => void = () => undefined;
+        const expired = new Promise<never>((_, reject) => (expire = reject));
         deadline = setTimeout(() => {
-          const error = new DeadlineError(task.limits.timeoutMs);
-          controller?.abort(error);
-          deadlineHit?.reject(error);
-        }, task.limits.timeoutMs);
+          const error = new DeadlineError(limits.timeoutMs);
+          step.abort(error);
+          expire(error);
+        }, limits.timeoutMs);
+        work = Promise.race([work, expired]);
       }
-      const work = this.#runPhase(node, ctx, children, born, span);
-      const value = deadlineHit ? await Promise.race([work, deadlineHit.promise]) : await work;
-      outcome = value;
+      outcome = work instanceof Promise ? await work : work;
     } catch (thrown) {
       outcome = this.#failure(node, attempt, thrown);
       if (outcome.type === 'dead' && (thrown as RlmError)?.code === 'INVALID_INPUT' && node.phase === 'run') attempts = node.attempts;
       // A late handler may still touch these: the failed outcome gets fresh, empty ones.
-      children = [];
-      emits = [];
-      born = [];
-      span.recordException(describeThrown(thrown).message);
+      step.children = [];
+      step.emits = [];
+      step.born = [];
+      span?.recordException(describeThrown(thrown).message);
     } finally {
-      finished = true;
+      step.finish();
       if (deadline) clearTimeout(deadline);
-      if (controller) this.#controllers.delete(controller);
     }
-    endSpan(span);
-    this.#o.metrics?.stepDuration.observe((performance.now() - started) / 1000);
-    this.#o.metrics?.steps.inc({ outcome: outcome.type });
+    if (span) endSpan(span);
+    if (this.#o.metrics) {
+      this.#o.metrics.stepDuration.observe((performance.now() - started) / 1000);
+      this.#o.metrics.steps.inc({ outcome: outcome.type });
+    }
     if (outcome.type === 'park') attempts = node.attempts;
-    this.#push(this.#stepOp(node, outcome, attempts, children, emits));
+    this.#push(this.#stepOp(node, outcome, attempts, step.children, step.emits));
     if (outcome.type === 'done') this.#recordForJoin(node, outcome.result);
-    if (outcome.type === 'wait') this.#openJoin(node, children, born.length);
+    else if (outcome.type === 'wait') this.#openJoin(node, step.children, step.born.length);
     // Born-leased children may run before their parent's group commits, always in a later position of the
     // same or a later group; a commit that rejects the parent rejects them too, since their rows never existed.
     if (outcome.type === 'done' || outcome.type === 'wait') {
-      for (const child of born) {
+      for (const child of step.born) {
         if (this.#task.keyed) this.#limbo.set(child.id, child);
         else this.#window.push(child);
       }
@@ -626,22 +637,38 @@ export class Worker {
     return input;
   }
 
-  async #runPhase(node: WindowNode, ctx: TaskContext, children: NewNode[], born: WindowNode[], span: Span): Promise<StepOutcome> {
-    const input = await this.#input(node);
+  /** Runs the handler; returns synchronously when the handler and the gate do. */
+  #runPhase(node: WindowNode, step: Step): StepOutcome | Promise<StepOutcome> {
+    const input = node.validated ? node.input : this.#input(node);
+    if (input instanceof Promise) return input.then((value) => this.#runHandler(node, step, value));
+    return this.#runHandler(node, step, input);
+  }
+
+  #runHandler(node: WindowNode, step: Step, input: unknown): StepOutcome | Promise<StepOutcome> {
     const task = this.#task.task;
     if (node.phase === 'combine') {
-      const results = await this.#childResults(node);
-      const value = await (task.combine as NonNullable<typeof task.combine>)(input, results, ctx);
-      return { type: 'done', result: encodeOptional(value, 'The result of combine') };
+      return this.#childResults(node).then(async (results) => {
+        const value = await (task.combine as NonNullable<typeof task.combine>)(input, results, step);
+        return { type: 'done', result: encodeOptional(value, 'The result of combine') };
+      });
     }
-    const output = (await task.run(input, ctx)) as StepResult<unknown, unknown> | undefined;
+    const output = task.run(input, step);
+    if (isThenable(output)) return Promise.resolve(output).then((value) => this.#afterRun(node, step, value));
+    return this.#afterRun(node, step, output);
+  }
+
+  #afterRun(node: WindowNode, step: Step, output: StepResult<unknown, unknown> | undefined): StepOutcome | Promise<StepOutcome> {
     if (output !== undefined && (typeof output !== 'object' || output === null)) {
       throw new NonRetryableError(`run() of ${this.#task.name} must return { result?, children? } or nothing, got ${output === null ? 'null' : typeof output}.`);
     }
     const result = encodeOptional(output?.result, 'The result');
     if (output?.children === undefined || output.children === null) return { type: 'done', result };
-    const traceparent = traceparentOf(trace.setSpan(context.active(), span));
-    const spawned = await this.#spawn(node, output.children, children, born, traceparent);
+    const spawned = this.#spawn(node, step, output.children);
+    if (spawned instanceof Promise) return spawned.then((n) => this.#spawnOutcome(n, result));
+    return this.#spawnOutcome(spawned, result);
+  }
+
+  #spawnOutcome(spawned: number | 'alarm', result: string | null): StepOutcome {
     if (spawned === 'alarm') {
       return {
         type: 'park',
@@ -649,8 +676,7 @@ export class Worker {
         pauseRun: true,
       };
     }
-    if (spawned > 0 && this.#task.waits) return { type: 'wait', result };
-    return { type: 'done', result };
+    return spawned > 0 && this.#task.waits ? { type: 'wait', result } : { type: 'done', result };
   }
 
   /** Opens an in-memory join when every child of the step was born here, unkeyed and leased. */
@@ -661,10 +687,10 @@ export class Worker {
   }
 
   async #childResults(node: WindowNode): Promise<unknown[]> {
-    const join = this.#joins.get(node.id);
-    if (join && join.remaining === 0) {
-      this.#joins.delete(node.id);
-      return join.results;
+    if (node.childResults) {
+      const results = node.childResults;
+      node.childResults = undefined;
+      return results;
     }
     const rows = await this.#store.childResults(node.id);
     return rows.map((row): unknown => {
@@ -674,30 +700,65 @@ export class Worker {
   }
 
   /** Turns the handler's children into rows. Returns how many were spawned, or 'alarm' past the fan-out bound. */
-  async #spawn(node: WindowNode, source: unknown, rows: NewNode[], born: WindowNode[], traceparent: string | null): Promise<number | 'alarm'> {
+  #spawn(node: WindowNode, step: Step, source: unknown): number | 'alarm' | Promise<number | 'alarm'> {
     const task = this.#task;
     const limit = task.limits.maxChildren;
-    const isIterable = source !== null && typeof source === 'object' && (Symbol.iterator in source || Symbol.asyncIterator in source);
-    if (!isIterable) throw new NonRetryableError(`run() of ${task.name} returned \`children\` that is not an array or iterable.`);
-    const chunked = !Array.isArray(source) && node.fanoutApproved;
+    if (source === null || typeof source !== 'object') throw new NonRetryableError(`run() of ${task.name} returned \`children\` that is not an array or iterable.`);
     if (Array.isArray(source) && source.length - node.spawned > limit && !node.fanoutApproved) return 'alarm';
+    if (!(Symbol.iterator in source)) {
+      if (Symbol.asyncIterator in source) return this.#spawnAsync(node, step, source as AsyncIterable<ChildSpec<unknown>>);
+      throw new NonRetryableError(`run() of ${task.name} returned \`children\` that is not an array or iterable.`);
+    }
+    // Synchronous children: no promise per child unless the schema validates asynchronously.
+    const iterator = (source as Iterable<ChildSpec<unknown>>)[Symbol.iterator]();
+    const traceparent = step.childTraceparent();
     let ord = 0;
-    let skip = node.spawned;
-    for await (const spec of source as AsyncIterable<ChildSpec<unknown>>) {
-      if (skip > 0) {
-        skip--;
+    for (;;) {
+      const next = iterator.next();
+      if (next.done) return ord;
+      if (ord < node.spawned) {
         ord++;
         continue;
       }
       if (ord >= limit && !node.fanoutApproved) return 'alarm';
-      rows.push(await this.#child(node, spec, ord, traceparent, born));
+      const row = this.#child(node, next.value, ord, traceparent, step.born);
+      ord++;
+      if (row instanceof Promise || (!Array.isArray(source) && node.fanoutApproved)) {
+        // The rest goes the asynchronous way: chunked persistence or async validation.
+        return (async () => {
+          step.children.push(await row);
+          return this.#spawnRest(node, step, { [Symbol.asyncIterator]: () => toAsync(iterator) }, ord, traceparent);
+        })();
+      }
+      step.children.push(row);
+    }
+  }
+
+  #spawnAsync(node: WindowNode, step: Step, source: AsyncIterable<ChildSpec<unknown>>): Promise<number | 'alarm'> {
+    return this.#spawnRest(node, step, source, 0, step.childTraceparent());
+  }
+
+  /** Spawns from an async source; once approved past the bound, persists children in chunks as it goes. */
+  async #spawnRest(node: WindowNode, step: Step, source: AsyncIterable<ChildSpec<unknown>>, firstOrd: number, traceparent: string | null): Promise<number | 'alarm'> {
+    const task = this.#task;
+    const limit = task.limits.maxChildren;
+    const chunked = node.fanoutApproved;
+    const rows = step.children;
+    let ord = firstOrd;
+    for await (const spec of source) {
+      if (ord < node.spawned) {
+        ord++;
+        continue;
+      }
+      if (ord >= limit && !node.fanoutApproved) return 'alarm';
+      rows.push(await this.#child(node, spec, ord, traceparent, step.born));
       ord++;
       if (chunked && rows.length >= this.#o.spawnChunk) {
-        const spawnOp = { kind: 'spawn' as const, runId: node.runId, nodeId: node.id, epoch: node.epoch, children: rows.splice(0), spawned: ord, waits: task.waits };
+        const spawnOp = { kind: 'spawn' as const, runId: node.runId, nodeId: node.id, epoch: node.epoch, children: rows.splice(0), spawned: ord, waits: task.waits, passDead: task.passDead };
         const result = await this.#pushAndCommit(spawnOp);
         if (result.rejected.includes(node.id)) throw new StaleLeaseError(node.id, node.epoch);
-        this.#bornCommitted(spawnOp.children, born, result);
-        born.length = 0;
+        this.#bornCommitted(spawnOp.children, step.born, result);
+        step.born.length = 0;
       }
     }
     return ord;
@@ -718,25 +779,37 @@ export class Worker {
     return promise;
   }
 
-  async #nextId(): Promise<number> {
-    if (this.#idNext >= this.#idEnd) {
-      const block = 8_192;
-      this.#idNext = await this.#store.allocateIds(block);
-      this.#idEnd = this.#idNext + block;
-    }
+  #nextId(): number {
+    if (this.#idNext >= this.#idEnd) throw new Error('No node ids reserved.');
     return this.#idNext++;
   }
 
-  async #child(parent: WindowNode, spec: ChildSpec<unknown>, ord: number, traceparent: string | null, born: WindowNode[]): Promise<NewNode> {
+  /** Reserves node ids ahead, so spawning a child never waits for the store. */
+  async #reserveIds(): Promise<void> {
+    const block = 65_536;
+    const first = await this.#store.allocateIds(block);
+    if (this.#idNext >= this.#idEnd) {
+      this.#idNext = first;
+      this.#idEnd = first + block;
+    } else {
+      this.#spareIds.push([first, first + block]);
+    }
+  }
+
+  #child(parent: WindowNode, spec: ChildSpec<unknown>, ord: number, traceparent: string | null, born: WindowNode[]): NewNode | Promise<NewNode> {
     const task = this.#task;
-    const id = this.#idNext < this.#idEnd ? this.#idNext++ : await this.#nextId();
+    if (this.#idNext >= this.#idEnd) {
+      const spare = this.#spareIds.shift();
+      if (!spare) return this.#reserveIds().then(() => this.#child(parent, spec, ord, traceparent, born));
+      [this.#idNext, this.#idEnd] = spare;
+    }
+    const id = this.#nextId();
     const depth = parent.depth + 1;
-    const pathKey = `${parent.key}/${ord}`;
     const row: NewNode = {
       id,
       parentId: parent.id,
       ord,
-      key: pathKey,
+      key: `${parent.key}/${ord}`,
       keyed: false,
       depth,
       priority: 0,
@@ -756,60 +829,64 @@ export class Worker {
       return dead(new RlmError(`Child ${ord} of node ${parent.id} must be { input, context? }, got ${spec === null ? 'null' : typeof spec}.`, 'INVALID_INPUT'));
     }
     let context: Json = parent.context;
+    let validated: unknown;
     try {
       if (spec.context !== undefined) {
         context = spec.context;
         row.context = encode(spec.context, `The context of child ${ord}`);
       } else {
-        row.context = parent.context === null ? null : encode(parent.context, 'The inherited context');
+        row.context = parent.encodedContext;
       }
       row.input = encode(spec.input, `The input of child ${ord}`);
-    } catch (error) {
-      return dead(error);
-    }
-    let input: unknown;
-    try {
       if (task.keyed) {
         row.key = task.keyOf(spec.input);
         row.keyed = true;
       }
-      input = await task.validate(spec.input);
-      row.priority = task.priorityOf(input, depth, context);
+      validated = task.validate(spec.input);
     } catch (error) {
       return dead(error);
     }
-    if (depth > task.limits.maxDepth) {
-      const error = new RlmError(`Child at depth ${depth} is deeper than limits.maxDepth (${task.limits.maxDepth}).`, 'DEPTH');
-      return dead(error, task.depthPolicy === 'park' ? 'parked' : 'dead');
-    }
-    const windowFree = this.#window.size + born.length + this.#limbo.size < this.#o.windowSize;
-    if (!windowFree || this.#stopping) {
-      row.state = 'pending';
+    const finish = (input: unknown): NewNode => {
+      try {
+        row.priority = task.priorityOf(input, depth, context);
+      } catch (error) {
+        return dead(error);
+      }
+      if (depth > task.limits.maxDepth) {
+        const error = new RlmError(`Child at depth ${depth} is deeper than limits.maxDepth (${task.limits.maxDepth}).`, 'DEPTH');
+        return dead(error, task.depthPolicy === 'park' ? 'parked' : 'dead');
+      }
+      if (this.#stopping || this.#window.size + born.length + this.#limbo.size >= this.#o.windowSize) {
+        row.state = 'pending';
+        return row;
+      }
+      born.push({
+        id,
+        runId: parent.runId,
+        parentId: parent.id,
+        ord,
+        key: row.key,
+        depth,
+        priority: row.priority,
+        orderKey: task.order === 'dfs' ? -id : id,
+        version: task.version,
+        phase: 'run',
+        attempts: 0,
+        epoch: 1,
+        suspect: false,
+        fanoutApproved: false,
+        spawned: 0,
+        traceparent,
+        input,
+        encodedInput: row.input,
+        validated: true,
+        context,
+        encodedContext: row.context,
+      });
       return row;
-    }
-    born.push({
-      id,
-      runId: parent.runId,
-      parentId: parent.id,
-      ord,
-      key: row.key,
-      depth,
-      priority: row.priority,
-      orderKey: task.order === 'dfs' ? -id : id,
-      version: task.version,
-      phase: 'run',
-      attempts: 0,
-      epoch: 1,
-      suspect: false,
-      fanoutApproved: false,
-      spawned: 0,
-      traceparent,
-      input,
-      encodedInput: row.input,
-      validated: true,
-      context,
-    });
-    return row;
+    };
+    if (validated instanceof Promise) return validated.then(finish, (error: unknown) => dead(error));
+    return finish(validated);
   }
 
   // ---------------------------------------------------------------- effects
@@ -838,7 +915,7 @@ export class Worker {
     const deadline = Date.now() + this.#o.graceMs;
     while (this.#inflight > 0 && Date.now() < deadline) {
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([this.#wake.promise, new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(1, deadline - Date.now()))))]);
+      await Promise.race([this.#sleep(), new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(1, deadline - Date.now()))))]);
       clearTimeout(timer);
       if (this.#fatal) return;
     }
@@ -853,5 +930,106 @@ export class Worker {
     } catch (error) {
       if (!this.#fatal) this.#fatal = error;
     }
+  }
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value !== null && typeof value === 'object' && typeof (value as PromiseLike<unknown>).then === 'function';
+}
+
+async function* toAsync<T>(iterator: Iterator<T>): AsyncGenerator<T> {
+  for (;;) {
+    const next = iterator.next();
+    if (next.done) return;
+    yield next.value;
+  }
+}
+
+/** What a step needs from its worker. */
+interface StepHost {
+  readonly log: Logger;
+  readonly controllers: Set<AbortController>;
+  stopping(): boolean;
+  effect<T>(node: WindowNode, name: string, fn: (idempotencyKey: string) => Promise<T> | T): Promise<T>;
+}
+
+/** One attempt at a node: the `ctx` its handler sees, and what it produces. */
+class Step implements TaskContext {
+  readonly runId: string;
+  readonly nodeId: number;
+  readonly key: string;
+  readonly depth: number;
+  readonly attempt: number;
+  readonly context: Json;
+  readonly traceId: string;
+  emits: string[] = [];
+  children: NewNode[] = [];
+  born: WindowNode[] = [];
+  readonly #host: StepHost;
+  readonly #node: WindowNode;
+  readonly #span: Span | undefined;
+  #finished = false;
+  #controller: AbortController | undefined;
+  #abortReason: unknown;
+  #effects: Set<string> | undefined;
+  #log: Logger | undefined;
+
+  constructor(host: StepHost, node: WindowNode, attempt: number, span: Span | undefined) {
+    this.#host = host;
+    this.#node = node;
+    this.#span = span;
+    this.runId = node.runId;
+    this.nodeId = node.id;
+    this.key = node.key;
+    this.depth = node.depth;
+    this.attempt = attempt;
+    this.context = node.context;
+    this.traceId = span ? span.spanContext().traceId : (node.traceparent?.slice(3, 35) ?? '');
+  }
+
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#abortReason !== undefined) this.#controller.abort(this.#abortReason);
+      else if (this.#host.stopping()) this.#controller.abort(new RlmError('The worker is stopping.', 'HANDLER'));
+      if (!this.#finished) this.#host.controllers.add(this.#controller);
+    }
+    return this.#controller.signal;
+  }
+
+  get log(): Logger {
+    this.#log ??= this.#host.log.child({ runId: this.runId, nodeId: this.nodeId, key: this.key, depth: this.depth, attempt: this.attempt, traceId: this.traceId });
+    return this.#log;
+  }
+
+  emit(record: unknown): void {
+    if (this.#finished) throw new RlmError(`ctx.emit was called after the step of node ${this.nodeId} ended; records must be emitted before the step returns.`, 'HANDLER');
+    this.emits.push(encode(record, 'An emitted record'));
+  }
+
+  effect<T>(name: string, fn: (idempotencyKey: string) => Promise<T> | T): Promise<T> {
+    if (this.#finished) return Promise.reject(new RlmError(`ctx.effect('${name}') was called after the step of node ${this.nodeId} ended.`, 'HANDLER'));
+    this.#effects ??= new Set();
+    if (this.#effects.has(name)) {
+      return Promise.reject(new NonRetryableError(`ctx.effect('${name}') was called twice in one step; give each effect of a step its own name.`));
+    }
+    this.#effects.add(name);
+    return this.#host.effect(this.#node, name, fn);
+  }
+
+  /** Aborts `signal` (the deadline passed). */
+  abort(reason: unknown): void {
+    this.#abortReason = reason;
+    this.#controller?.abort(reason);
+  }
+
+  finish(): void {
+    this.#finished = true;
+    if (this.#controller) this.#host.controllers.delete(this.#controller);
+  }
+
+  /** The traceparent children store: this step's span, or the node's own trace without an SDK. */
+  childTraceparent(): string | null {
+    return this.#span ? traceparentOf(trace.setSpan(context.active(), this.#span)) : this.#node.traceparent;
   }
 }

@@ -19,6 +19,13 @@ export function contextFromTraceparent(traceparent: string | null): Context {
   return propagation.extract(context.active(), { traceparent });
 }
 
+/** Whether an OpenTelemetry SDK is registered: without one, rlm skips span work on the hot path. */
+export function tracingEnabled(): boolean {
+  const provider = trace.getTracerProvider() as { getDelegate?: () => object };
+  const delegate = provider.getDelegate?.() ?? provider;
+  return delegate.constructor.name !== 'NoopTracerProvider';
+}
+
 export function startSpan(name: string, parent: Context, attributes: Record<string, string | number>): Span {
   return tracer.startSpan(name, { attributes }, parent);
 }

@@ -116,9 +116,16 @@ export interface NewNode {
   version: number;
   input: string;
   context: string | null;
-  /** `running` is born leased to the committing worker under epoch 1; `dead` and `parked` carry `error`. */
-  state: 'pending' | 'running' | 'dead' | 'parked';
+  /**
+   * `running` is born leased to the committing worker under epoch 1; `dead` and `parked` carry `error`.
+   * `done` and `waiting` are children whose own step finished before the commit that creates them: the row
+   * is written once, in its final state, and their step op is marked `merged`.
+   */
+  state: 'pending' | 'running' | 'dead' | 'parked' | 'done' | 'waiting';
   error: ErrorEntry | null;
+  /** For a child born `done` or `waiting`: its step's result and attempt count. */
+  result?: string | null;
+  attempts?: number;
   traceparent: string | null;
 }
 
@@ -151,6 +158,11 @@ export interface StepOp {
   waits: boolean;
   /** Dead children count as finished for their waiting parents (`deadChildren: 'pass'`). */
   passDead: boolean;
+  /**
+   * The node was created earlier in this same commit, already in its final state: nothing to update. The op
+   * stands only if that row was created (its parent's op was not rejected); its children and emits follow.
+   */
+  merged?: boolean;
 }
 
 /** Part of a large fan-out, persisted before the step ends; the node stays leased. */
@@ -163,6 +175,7 @@ export interface SpawnOp {
   /** Children persisted so far, including these: a re-run skips that many. */
   spawned: number;
   waits: boolean;
+  passDead: boolean;
 }
 
 /** A journaled effect result. */

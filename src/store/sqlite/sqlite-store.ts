@@ -814,6 +814,10 @@ class CommitState {
   readonly rejected: number[] = [];
   readonly duplicates: number[] = [];
   readonly #rejectedSet = new Set<number>();
+  /** Nodes created by this commit. */
+  readonly #inserted = new Set<number>();
+  /** Per run: its node budget and node count, read once and written back at the end. */
+  readonly #budgets = new Map<string, { budget: number | null; count: number }>();
   readonly #counts = new Map<string, StateCounts>();
   /** Parent id → how many of its unfinished children finished in this commit. */
   readonly #decrements = new Map<number, number>();
@@ -867,11 +871,24 @@ class CommitState {
         return;
       }
       if (failpoints.active) failpoints.hit('spawn.midChunk');
-      this.#insertChildren(op.runId, op.nodeId, op.children, op.waits);
+      this.#insertChildren(op.runId, op.nodeId, op.children, op.waits, op.passDead);
       return;
     }
     const o = op.outcome;
     const now = this.#now;
+    if (op.merged) {
+      // Written in its final state by the insert earlier in this commit; it stands only if that insert happened.
+      if (!this.#inserted.has(op.nodeId)) {
+        this.#reject(op.nodeId);
+        return;
+      }
+      if (op.children.length > 0) this.#insertChildren(op.runId, op.nodeId, op.children, op.waits, op.passDead);
+      if (o.type === 'wait') this.#touched.add(op.nodeId);
+      for (const record of op.emits) {
+        s.stmt('INSERT INTO rlm_emits (run_id, node_id, record) VALUES (?, ?, ?)').run(op.runId, op.nodeId, record);
+      }
+      return;
+    }
     let row: { parent_id: number | null; shared: number } | undefined;
     switch (o.type) {
       case 'done':
@@ -926,7 +943,7 @@ class CommitState {
     this.#delta(op.runId, 'running', -1);
     this.#delta(op.runId, newState, 1);
     if (o.type === 'park' && o.pauseRun) this.#pauseRuns.set(op.runId, o.reason);
-    if (op.children.length > 0) this.#insertChildren(op.runId, op.nodeId, op.children, op.waits);
+    if (op.children.length > 0) this.#insertChildren(op.runId, op.nodeId, op.children, op.waits, op.passDead);
     if (o.type === 'wait') this.#touched.add(op.nodeId);
     for (const record of op.emits) {
       s.stmt('INSERT INTO rlm_emits (run_id, node_id, record) VALUES (?, ?, ?)').run(op.runId, op.nodeId, record);
@@ -951,28 +968,27 @@ class CommitState {
     }
   }
 
-  #insertChildren(runId: string, parentId: number, children: readonly NewNode[], waits: boolean): void {
+  #insertChildren(runId: string, parentId: number, children: readonly NewNode[], waits: boolean, passDead: boolean): void {
     const s = this.#store;
     const now = this.#now;
     const order = s.orderOf(runId);
-    const budget = s.stmt('SELECT node_budget, node_count FROM rlm_runs WHERE id = ?').get(runId) as { node_budget: number | null; node_count: number };
-    let count = budget.node_count;
+    let budget = this.#budgets.get(runId);
+    if (!budget) {
+      const row = s.stmt('SELECT node_budget, node_count FROM rlm_runs WHERE id = ?').get(runId) as { node_budget: number | null; node_count: number };
+      budget = { budget: row.node_budget, count: row.node_count };
+      this.#budgets.set(runId, budget);
+    }
     let unfinished = 0;
     let cycle: string | null = null;
-    const insert = s.stmt(
-      `INSERT INTO rlm_nodes (id, run_id, parent_id, ord, key, keyed, depth, priority, order_key, version, state, input, context, owner, epoch, park_reason, errors, traceparent, created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
-    const insertKeyed = s.stmt(
-      `INSERT INTO rlm_nodes (id, run_id, parent_id, ord, key, keyed, depth, priority, order_key, version, state, input, context, owner, epoch, park_reason, errors, traceparent, created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, key) WHERE keyed = 1 DO NOTHING`,
-    );
+    const insertKeyed = s.stmt(`${INSERT_NODES}${INSERT_ROW} ON CONFLICT (run_id, key) WHERE keyed = 1 DO NOTHING`);
+    // Unkeyed children cannot conflict: they are written with multi-row INSERTs, which cost far less per row.
+    const batch: unknown[] = [];
     for (const child of children) {
       let state: NodeState = child.state;
       let parkReason: string | null = null;
-      if (budget.node_budget !== null && count >= budget.node_budget && (state === 'pending' || state === 'running')) {
+      if (budget.budget !== null && budget.count >= budget.budget && state !== 'dead' && state !== 'parked') {
         state = 'parked';
-        parkReason = `node budget of ${budget.node_budget} reached`;
+        parkReason = `node budget of ${budget.budget} reached`;
         this.#pauseRuns.set(runId, parkReason);
       } else if (state === 'parked') {
         parkReason = child.error?.message ?? 'parked';
@@ -993,18 +1009,22 @@ class CommitState {
         child.input,
         child.context,
         owner,
-        state === 'running' ? 1 : 0,
+        state === 'running' || state === 'done' || state === 'waiting' ? 1 : 0,
         parkReason,
         child.error ? JSON.stringify([child.error]) : null,
         child.traceparent,
+        state === 'done' || state === 'waiting' ? (child.result ?? null) : null,
+        child.attempts ?? 0,
         now,
         now,
       ];
-      const created = (child.keyed ? insertKeyed : insert).run(...params).changes === 1;
+      if (!child.keyed) batch.push(...params);
+      const created = !child.keyed || insertKeyed.run(...params).changes === 1;
       if (created) {
-        count++;
+        budget.count++;
+        this.#inserted.add(child.id);
         this.#delta(runId, state, 1);
-        if (state !== 'dead' || !waits) unfinished++;
+        if (state !== 'done' && !(state === 'dead' && passDead)) unfinished++;
         continue;
       }
       // A keyed child that exists already: this parent shares it (a memoised DAG).
@@ -1019,9 +1039,13 @@ class CommitState {
       }
       s.stmt('INSERT OR IGNORE INTO rlm_edges (parent_id, child_id, ord) VALUES (?, ?, ?)').run(parentId, existing.id, child.ord);
       s.stmt('UPDATE rlm_nodes SET shared = 1 WHERE id = ? AND shared = 0').run(existing.id);
-      if (waits && existing.state !== 'done') unfinished++;
+      if (waits && existing.state !== 'done' && !(existing.state === 'dead' && passDead)) unfinished++;
     }
-    s.stmt('UPDATE rlm_runs SET node_count = ? WHERE id = ?').run(count, runId);
+    for (let at = 0; at < batch.length; at += INSERT_ROW_PARAMS * INSERT_BATCH) {
+      const params = batch.slice(at, at + INSERT_ROW_PARAMS * INSERT_BATCH);
+      const rows = params.length / INSERT_ROW_PARAMS;
+      s.stmt(`${INSERT_NODES}${Array(rows).fill(INSERT_ROW).join(', ')}`).run(...params);
+    }
     if (waits && unfinished > 0) {
       s.stmt('UPDATE rlm_nodes SET pending_children = pending_children + ? WHERE id = ?').run(unfinished, parentId);
     }
@@ -1075,6 +1099,7 @@ class CommitState {
         ready.push(leased);
       }
     }
+    for (const [runId, budget] of this.#budgets) s.stmt('UPDATE rlm_runs SET node_count = ? WHERE id = ?').run(budget.count, runId);
     for (const [runId, c] of this.#counts) {
       s.stmt(
         `UPDATE rlm_runs SET n_pending = n_pending + ?, n_running = n_running + ?, n_waiting = n_waiting + ?, n_done = n_done + ?,
@@ -1094,6 +1119,12 @@ class CommitState {
     return { rejected: this.rejected, ready, finishedRuns, duplicates: this.duplicates, seq };
   }
 }
+
+const INSERT_NODES =
+  'INSERT INTO rlm_nodes (id, run_id, parent_id, ord, key, keyed, depth, priority, order_key, version, state, input, context, owner, epoch, park_reason, errors, traceparent, result, attempts, created_at, updated_at) VALUES ';
+const INSERT_ROW = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
+const INSERT_ROW_PARAMS = 22;
+const INSERT_BATCH = 16;
 
 /** Whether `ancestorId` is `nodeId` or above it, through first parents and shared edges. */
 function isAncestor(s: SqliteStore, ancestorId: number, nodeId: number): boolean {
