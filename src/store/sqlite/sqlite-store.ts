@@ -298,6 +298,7 @@ export class SqliteStore implements Store {
       }
       this.#db = undefined;
       this.#stmts.clear();
+      this.#insertRows.length = 0;
     }
     return mapped;
   }
@@ -343,6 +344,7 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     this.#stmts.clear();
+    this.#insertRows.length = 0;
     const db = this.#db;
     this.#db = undefined;
     if (db) {
@@ -611,6 +613,18 @@ export class SqliteStore implements Store {
   /** @internal Used by CommitState. */
   stmt(sql: string): SqliteStatement {
     return this.#stmt(sql);
+  }
+
+  readonly #insertRows: SqliteStatement[] = [];
+
+  /** @internal A multi-row INSERT of `rows` nodes, prepared once per row count. */
+  insertRows(rows: number): SqliteStatement {
+    let stmt = this.#insertRows[rows];
+    if (!stmt) {
+      stmt = this.db.prepare(`${INSERT_NODES}${Array(rows).fill(INSERT_ROW).join(', ')}`);
+      this.#insertRows[rows] = stmt;
+    }
+    return stmt;
   }
 
   /** @internal Frontier order of a run, cached: it never changes. */
@@ -883,7 +897,7 @@ class CommitState {
         return;
       }
       if (op.children.length > 0) this.#insertChildren(op.runId, op.nodeId, op.children, op.waits, op.passDead);
-      if (o.type === 'wait') this.#touched.add(op.nodeId);
+      if (o.type === 'wait' && op.children.length === 0) this.#touched.add(op.nodeId);
       for (const record of op.emits) {
         s.stmt('INSERT INTO rlm_emits (run_id, node_id, record) VALUES (?, ?, ?)').run(op.runId, op.nodeId, record);
       }
@@ -944,7 +958,7 @@ class CommitState {
     this.#delta(op.runId, newState, 1);
     if (o.type === 'park' && o.pauseRun) this.#pauseRuns.set(op.runId, o.reason);
     if (op.children.length > 0) this.#insertChildren(op.runId, op.nodeId, op.children, op.waits, op.passDead);
-    if (o.type === 'wait') this.#touched.add(op.nodeId);
+    if (o.type === 'wait' && op.children.length === 0) this.#touched.add(op.nodeId);
     for (const record of op.emits) {
       s.stmt('INSERT INTO rlm_emits (run_id, node_id, record) VALUES (?, ?, ?)').run(op.runId, op.nodeId, record);
     }
@@ -1043,13 +1057,14 @@ class CommitState {
     }
     for (let at = 0; at < batch.length; at += INSERT_ROW_PARAMS * INSERT_BATCH) {
       const params = batch.slice(at, at + INSERT_ROW_PARAMS * INSERT_BATCH);
-      const rows = params.length / INSERT_ROW_PARAMS;
-      s.stmt(`${INSERT_NODES}${Array(rows).fill(INSERT_ROW).join(', ')}`).run(...params);
+      s.insertRows(params.length / INSERT_ROW_PARAMS).run(...params);
     }
     if (waits && unfinished > 0) {
       s.stmt('UPDATE rlm_nodes SET pending_children = pending_children + ? WHERE id = ?').run(unfinished, parentId);
+    } else if (waits) {
+      // Every child finished already (or was shared and done): the parent may be ready for its combine now.
+      this.#touched.add(parentId);
     }
-    if (waits) this.#touched.add(parentId);
     if (cycle !== null) this.#cycle(runId, parentId, cycle);
   }
 
@@ -1081,8 +1096,10 @@ class CommitState {
     const s = this.#store;
     const now = this.#now;
     for (const [parentId, n] of this.#decrements) {
-      s.stmt('UPDATE rlm_nodes SET pending_children = pending_children - ? WHERE id = ?').run(n, parentId);
-      this.#touched.add(parentId);
+      const row = s.stmt('UPDATE rlm_nodes SET pending_children = pending_children - ? WHERE id = ? RETURNING pending_children, state').get(n, parentId) as
+        | { pending_children: number; state: NodeState }
+        | undefined;
+      if (row && row.pending_children <= 0 && row.state === 'waiting') this.#touched.add(parentId);
     }
     const ready: LeasedNode[] = [];
     for (const parentId of this.#touched) {
