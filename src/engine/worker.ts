@@ -136,6 +136,8 @@ export class Worker {
   #commitTimer: NodeJS.Timeout | null = null;
   #inflight = 0;
   #isolating = false;
+  /** Resolves once an isolated suspect's outcome is committed. */
+  #isolation: Promise<void> | null = null;
   readonly #controllers = new Set<AbortController>();
   #wake = new Deferred<void>();
   #stopping: StopReason | null = null;
@@ -183,6 +185,8 @@ export class Worker {
     this.#heartbeat = setInterval(() => void this.#tick(), this.#o.heartbeatMs);
     try {
       await this.#loop();
+      // Nodes still leased here (a paused run's window) go back to the frontier for the next worker.
+      if (!this.#fatal && this.#stopping !== 'signal' && this.#stopping !== 'rss') await this.#store.releaseWorker(this.#id);
     } finally {
       if (this.#heartbeat) clearInterval(this.#heartbeat);
       this.#heartbeat = null;
@@ -283,6 +287,10 @@ export class Worker {
         return;
       }
       this.#fill();
+      if (this.#isolation) {
+        await this.#isolation;
+        continue;
+      }
       if (this.#inflight > 0 || this.#committing) {
         await this.#sleep();
         continue;
@@ -408,8 +416,9 @@ export class Worker {
     this.stats.steps++;
     if (node.suspect) {
       // The next step starts only once the suspect's outcome is durable.
-      void this.#commit().then(() => {
+      this.#isolation = this.#commit().then(() => {
         this.#isolating = false;
+        this.#isolation = null;
         this.#signal();
       });
     } else if (this.#opSteps >= this.#o.commitEverySteps || (this.#inflight === 0 && this.#window.size === 0)) {
@@ -664,12 +673,15 @@ export class Worker {
     const result = encodeOptional(output?.result, 'The result');
     if (output?.children === undefined || output.children === null) return { type: 'done', result };
     const spawned = this.#spawn(node, step, output.children);
-    if (spawned instanceof Promise) return spawned.then((n) => this.#spawnOutcome(n, result));
-    return this.#spawnOutcome(spawned, result);
+    if (spawned instanceof Promise) return spawned.then((n) => this.#spawnOutcome(step, n, result));
+    return this.#spawnOutcome(step, spawned, result);
   }
 
-  #spawnOutcome(spawned: number | 'alarm', result: string | null): StepOutcome {
+  #spawnOutcome(step: Step, spawned: number | 'alarm', result: string | null): StepOutcome {
     if (spawned === 'alarm') {
+      // Nothing of an alarmed fan-out is persisted: a person decides first.
+      step.children = [];
+      step.born = [];
       return {
         type: 'park',
         reason: `fan-out alarm: the step spawned more than maxChildren (${this.#task.limits.maxChildren}) children; approve or reject it`,

@@ -13,7 +13,7 @@ export function redactUrl(url: string): string {
 export async function openStore(url: string, options: { mustExist?: boolean } = {}): Promise<Store> {
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
     const { PostgresStore } = await import('./postgres/postgres-store.js');
-    return new PostgresStore({ connectionString: url }) as unknown as Store;
+    return new PostgresStore({ connectionString: url });
   }
   if (url.startsWith('sqlite:') || url.endsWith('.db') || url.endsWith('.sqlite')) {
     const path = url.startsWith('sqlite://') ? url.slice('sqlite://'.length) : url.startsWith('sqlite:') ? url.slice('sqlite:'.length) : url;

@@ -239,7 +239,7 @@ export class SqliteStore implements Store {
         if (mode.toLowerCase() !== 'wal') throw new StoreIoError(`Could not put ${path} in WAL mode (got ${mode}).`);
       }
       db.pragma(`synchronous = ${this.#config.synchronous ?? 'FULL'}`);
-      db.pragma('cache_size = -65536');
+      db.pragma('cache_size = -16384');
       db.pragma('temp_store = MEMORY');
       // A quick read of the schema detects a file that is not SQLite before anything is written to it.
       db.prepare('SELECT count(*) FROM sqlite_master').get();
@@ -448,7 +448,7 @@ export class SqliteStore implements Store {
     const root = this.#stmt('SELECT state, result FROM rlm_nodes WHERE id = ?').get(run.root_id) as { state: NodeState; result: string | null };
     let next: RunState = state;
     let reason = (run.pause_reason as string | null) ?? null;
-    if (root.state === 'done' && active === 0 && (run.n_waiting as number) === 0) {
+    if (root.state === 'done' && active === 0 && (run.n_waiting as number) === 0 && (run.n_parked as number) === 0) {
       next = 'completed';
     } else if (active === 0 && state !== 'paused') {
       if ((run.n_parked as number) > 0) {

@@ -1,0 +1,2 @@
+export { PostgresStore } from './postgres-store.js';
+export type { PostgresStoreConfig } from './postgres-store.js';
