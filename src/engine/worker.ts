@@ -31,6 +31,7 @@ import { ATTR, SPAN } from '../observe/names.js';
 import { context, contextFromTraceparent, endSpan, startSpan, trace, tracingEnabled, traceparentOf } from '../observe/tracing.js';
 import { decode, encode, encodeOptional } from './codec.js';
 import { describeThrown, NonRetryableError, RlmError, StaleLeaseError, StoreCorruptError, StoreIoError } from './errors.js';
+import { FlightRecorder, readFlight } from './flight.js';
 import { Frontier } from './frontier.js';
 import type { ResolvedEngineOptions } from './options.js';
 import { HOST, isProcessAlive, processStart } from './process-info.js';
@@ -136,8 +137,6 @@ export class Worker {
   #commitTimer: NodeJS.Timeout | null = null;
   #inflight = 0;
   #isolating = false;
-  /** Resolves once an isolated suspect's outcome is committed. */
-  #isolation: Promise<void> | null = null;
   readonly #controllers = new Set<AbortController>();
   #wake = new Deferred<void>();
   #stopping: StopReason | null = null;
@@ -148,6 +147,7 @@ export class Worker {
   readonly #spareIds: Array<[number, number]> = [];
   #reserving: Promise<void> | null = null;
   readonly #tracing = tracingEnabled();
+  #flight = new FlightRecorder('unregistered');
   readonly #host: StepHost;
   /** The loop waits on #wake only when it has nothing to do; steps signal it only then. */
   #loopWaiting = false;
@@ -191,6 +191,7 @@ export class Worker {
       if (this.#heartbeat) clearInterval(this.#heartbeat);
       this.#heartbeat = null;
       if (this.#commitTimer) clearTimeout(this.#commitTimer);
+      this.#flight.close();
     }
     if (this.#fatal) throw this.#fatal;
     return this.#stopping ?? 'finished';
@@ -224,17 +225,23 @@ export class Worker {
 
   async #register(): Promise<void> {
     this.#id = `${HOST}:${process.pid}:${randomUUID().slice(0, 8)}`;
+    this.#flight.close();
+    this.#flight = new FlightRecorder(this.#id);
     await this.#store.registerWorker(
       { id: this.#id, host: HOST, pid: process.pid, pidStart: processStart(process.pid), task: this.#task.name, version: this.#task.version },
       this.#o.leaseMs,
     );
   }
 
-  /** Leases held by processes of this host that are gone are taken back at once, without waiting for expiry. */
+  /**
+   * Leases held by processes of this host that are gone are taken back at once, without waiting for expiry;
+   * a node such a process was running alone when it died is blamed for the crash (see FlightRecorder).
+   */
   async #reapDeadProcesses(): Promise<void> {
     const workers = await this.#store.listWorkers();
     const dead = workers.filter((w) => w.state === 'alive' && w.host === HOST && w.id !== this.#id && !isProcessAlive(w.pid, w.pidStart)).map((w) => w.id);
-    const taken = await this.#store.takeBack({ deadIds: dead, expiredBefore: Date.now() });
+    const blame = dead.map(readFlight).filter((node): node is { id: number; epoch: number } => node !== null);
+    const taken = await this.#store.takeBack({ deadIds: dead, expiredBefore: Date.now(), blame });
     if (taken > 0) {
       this.#o.metrics?.leaseExpiries.inc(taken);
       this.#log.warn({ taken, workers: dead }, 'Took back the leases of workers that died.');
@@ -287,10 +294,6 @@ export class Worker {
         return;
       }
       this.#fill();
-      if (this.#isolation) {
-        await this.#isolation;
-        continue;
-      }
       if (this.#inflight > 0 || this.#committing) {
         await this.#sleep();
         continue;
@@ -387,7 +390,7 @@ export class Worker {
   #fill(): void {
     if (this.#stopping || this.#isolating) return;
     if (this.#suspects.length > 0) {
-      if (this.#inflight > 0 || this.#ops.length > 0 || this.#committing) return;
+      if (this.#inflight > 0) return;
       const suspect = this.#suspects.shift() as WindowNode;
       this.#isolating = true;
       this.#start(suspect);
@@ -414,14 +417,8 @@ export class Worker {
   #finishStep(node: WindowNode): void {
     this.#inflight--;
     this.stats.steps++;
-    if (node.suspect) {
-      // The next step starts only once the suspect's outcome is durable.
-      this.#isolation = this.#commit().then(() => {
-        this.#isolating = false;
-        this.#isolation = null;
-        this.#signal();
-      });
-    } else if (this.#opSteps >= this.#o.commitEverySteps || (this.#inflight === 0 && this.#window.size === 0)) {
+    if (node.suspect) this.#isolating = false;
+    if (this.#opSteps >= this.#o.commitEverySteps || (this.#inflight === 0 && this.#window.size === 0)) {
       void this.#commit();
     } else if (!this.#commitTimer && this.#ops.length > 0) {
       this.#commitTimer = setTimeout(() => {
@@ -526,8 +523,8 @@ export class Worker {
   async #step(node: WindowNode): Promise<void> {
     const task = this.#task;
     const limits = task.limits;
-    if (node.suspect && node.attempts > limits.maxAttempts) {
-      const error = this.#errorEntry(node.attempts - 1, {
+    if (node.suspect && node.attempts >= limits.maxAttempts) {
+      const error = this.#errorEntry(node.attempts, {
         message: `The step crashed its worker process on ${limits.maxAttempts} attempts (a poison pill); it is not run again.`,
         code: 'CRASHED',
         stack: null,
@@ -535,7 +532,8 @@ export class Worker {
       this.#push(this.#stepOp(node, { type: 'dead', error }, limits.maxAttempts, [], []));
       return;
     }
-    const attempt = node.suspect ? node.attempts : node.attempts + 1;
+    const attempt = node.attempts + 1;
+    if (node.suspect) this.#flight.mark(node);
     const started = this.#o.metrics ? performance.now() : 0;
     const span = this.#tracing
       ? startSpan(node.phase === 'combine' ? SPAN.combine : SPAN.step, contextFromTraceparent(node.traceparent), {
@@ -573,6 +571,7 @@ export class Worker {
     } finally {
       step.finish();
       if (deadline) clearTimeout(deadline);
+      if (node.suspect) this.#flight.mark(null);
     }
     if (span) endSpan(span);
     if (this.#o.metrics) {

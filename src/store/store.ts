@@ -89,7 +89,7 @@ export interface LeasedNode {
   input: string;
   context: string | null;
   phase: NodePhase;
-  /** Attempts counted so far (finished ones, and crashes seen while isolated). */
+  /** Attempts counted so far: finished ones, and crashes of a worker that ran the node alone. */
   attempts: number;
   epoch: number;
   /** Taken back from a worker that died while holding it: it may have crashed that worker. */
@@ -300,10 +300,11 @@ export interface Store {
   listWorkers(): Promise<WorkerRecord[]>;
   /**
    * Declares workers dead and takes their running nodes back (pending, epoch + 1, suspect). Only a worker
-   * still `alive` whose lease ended before `expiredBefore`, or that is named in `deadIds`, is taken.
+   * still `alive` whose lease ended before `expiredBefore`, or that is named in `deadIds`, is taken. A node in
+   * `blame` (still leased under that epoch) killed its worker: one attempt is counted against it.
    * Returns the number of nodes taken back.
    */
-  takeBack(options: { deadIds?: readonly string[]; expiredBefore?: number }): Promise<number>;
+  takeBack(options: { deadIds?: readonly string[]; expiredBefore?: number; blame?: readonly { id: number; epoch: number }[] }): Promise<number>;
   /** Graceful stop: hands every node the worker holds back to the frontier without counting an attempt. */
   releaseWorker(workerId: string, nodes?: readonly { id: number; epoch: number }[]): Promise<void>;
 
@@ -312,7 +313,7 @@ export interface Store {
    * Only stores with `capabilities.notifications`; others are polled.
    */
   waitForWork?(timeoutMs: number): Promise<void>;
-  /** Leases up to `limit` runnable frontier nodes to `workerId`; suspect nodes get an attempt counted. */
+  /** Leases up to `limit` runnable frontier nodes to `workerId` (epoch + 1), best first. */
   claimNodes(workerId: string, filter: ClaimFilter, limit: number): Promise<LeasedNode[]>;
   /** Applies ops in order in one transaction. Fenced ops whose epoch moved on are rejected, never applied. */
   commit(workerId: string, ops: readonly CommitOp[]): Promise<CommitResult>;

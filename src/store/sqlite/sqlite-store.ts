@@ -510,9 +510,12 @@ export class SqliteStore implements Store {
     );
   }
 
-  async takeBack(options: { deadIds?: readonly string[]; expiredBefore?: number }): Promise<number> {
+  async takeBack(options: { deadIds?: readonly string[]; expiredBefore?: number; blame?: readonly { id: number; epoch: number }[] }): Promise<number> {
     return this.#write(() => {
       const now = Date.now();
+      for (const node of options.blame ?? []) {
+        this.#stmt("UPDATE rlm_nodes SET attempts = attempts + 1 WHERE id = ? AND epoch = ? AND state = 'running'").run(node.id, node.epoch);
+      }
       const victims: string[] = [];
       for (const id of options.deadIds ?? []) {
         if (this.#stmt("UPDATE rlm_workers SET state = 'dead' WHERE id = ? AND state = 'alive'").run(id).changes === 1) victims.push(id);
@@ -549,7 +552,7 @@ export class SqliteStore implements Store {
         for (const row of rows) deltas.set(row.run_id, (deltas.get(row.run_id) ?? 0) + 1);
       };
       const sql =
-        "UPDATE rlm_nodes SET state = 'pending', owner = NULL, epoch = epoch + 1, attempts = attempts - suspect, updated_at = ? WHERE owner = ? AND state = 'running'";
+        "UPDATE rlm_nodes SET state = 'pending', owner = NULL, epoch = epoch + 1, updated_at = ? WHERE owner = ? AND state = 'running'";
       if (nodes) {
         for (const node of nodes) release(this.#stmt(`${sql} AND id = ? AND epoch = ? RETURNING run_id`).all(now, workerId, node.id, node.epoch) as { run_id: string }[]);
       } else {
@@ -577,7 +580,7 @@ export class SqliteStore implements Store {
       for (const run of runs) {
         if (claimed.length >= limit) break;
         const rows = this.#stmt(
-          `UPDATE rlm_nodes SET state = 'running', owner = ?, epoch = epoch + 1, attempts = attempts + suspect, updated_at = ?
+          `UPDATE rlm_nodes SET state = 'running', owner = ?, epoch = epoch + 1, updated_at = ?
            WHERE id IN (SELECT id FROM rlm_nodes WHERE run_id = ? AND state = 'pending' AND available_at <= ? AND version <= ?
                         ORDER BY priority DESC, order_key LIMIT ?)
            RETURNING ${LEASED_COLUMNS}`,
