@@ -137,6 +137,8 @@ export class Worker {
   #commitTimer: NodeJS.Timeout | null = null;
   #inflight = 0;
   #isolating = false;
+  /** Suspects ran since the last commit: commit their outcomes before anything else runs. */
+  #afterSuspects = false;
   readonly #controllers = new Set<AbortController>();
   #wake = new Deferred<void>();
   #stopping: StopReason | null = null;
@@ -391,10 +393,16 @@ export class Worker {
     if (this.#stopping || this.#isolating) return;
     if (this.#suspects.length > 0) {
       if (this.#inflight > 0) return;
+      this.#afterSuspects = true;
       const suspect = this.#suspects.shift() as WindowNode;
       this.#isolating = true;
       this.#start(suspect);
       return;
+    }
+    if (this.#afterSuspects) {
+      // Only committed outcomes stop a suspect from being blamed or re-run: commit them first (the loop does).
+      if (this.#inflight > 0 || this.#ops.length > 0 || this.#committing) return;
+      this.#afterSuspects = false;
     }
     while (this.#inflight < this.#o.concurrency) {
       const node = this.#window.pop();
