@@ -128,6 +128,12 @@ export class Worker {
   /** Keyed children born here, held until the commit tells whether they were created or were duplicates. */
   readonly #limbo = new Map<number, WindowNode>();
   readonly #joins = new Map<number, Join>();
+  /**
+   * Combines started before their parent's row was committed (it sits in the buffered group, waiting, with
+   * every child finished in the same group): their outcome is merged into that row. If the group commits
+   * first, the store makes the parent ready and leases it here; the combine takes that lease over (`ready`).
+   */
+  readonly #early = new Map<number, { node: WindowNode; ready: boolean; op: StepOp | null }>();
   #ops: CommitOp[] = [];
   #opSteps = 0;
   /** Child rows created by the buffered group, by id: a child that finishes before the group commits is merged into its row. */
@@ -280,6 +286,7 @@ export class Worker {
     this.#suspects.length = 0;
     this.#limbo.clear();
     this.#joins.clear();
+    this.#early.clear();
     this.#ops = [];
     this.#opSteps = 0;
     this.#buffered = new Map();
@@ -443,6 +450,8 @@ export class Worker {
 
   #push(op: CommitOp): Promise<CommitResult> {
     if (op.kind === 'step') {
+      const early = this.#early.get(op.nodeId);
+      if (early && !this.#pushEarly(op, early)) return this.#nextCommit.promise;
       this.#opSteps++;
       const row = this.#buffered.get(op.nodeId);
       if (row && (op.outcome.type === 'done' || op.outcome.type === 'wait')) {
@@ -456,6 +465,25 @@ export class Worker {
     if (op.kind !== 'effect') for (const child of op.children) this.#buffered.set(child.id, child);
     this.#ops.push(op);
     return this.#nextCommit.promise;
+  }
+
+  /** An early combine finished. Returns whether its op goes into the buffer now. */
+  #pushEarly(op: StepOp, early: { node: WindowNode; ready: boolean; op: StepOp | null }): boolean {
+    const row = this.#buffered.get(op.nodeId);
+    if (row) {
+      this.#early.delete(op.nodeId);
+      // Merged into the parent's row when done; a failure is dropped, and the store makes the parent ready
+      // at commit, so the combine runs again the ordinary way with its attempt counted.
+      return op.outcome.type === 'done';
+    }
+    if (early.ready) {
+      this.#early.delete(op.nodeId);
+      op.epoch = early.node.epoch;
+      return true;
+    }
+    // The parent's group is being committed: wait for the store to lease the parent here.
+    early.op = op;
+    return false;
   }
 
   /** Commits the buffered group; resolves when it (and any commit before it) is durable. */
@@ -520,6 +548,17 @@ export class Worker {
       });
     }
     for (const leased of result.ready) {
+      const early = this.#early.get(leased.id);
+      if (early) {
+        early.node.epoch = leased.epoch;
+        early.ready = true;
+        if (early.op) {
+          this.#early.delete(leased.id);
+          early.op.epoch = leased.epoch;
+          this.#push(early.op);
+        }
+        continue;
+      }
       const join = this.#joins.get(leased.id);
       this.#joins.delete(leased.id);
       this.#admit(leased, join && join.remaining === 0 ? join : undefined);
@@ -588,7 +627,7 @@ export class Worker {
     }
     if (outcome.type === 'park') attempts = node.attempts;
     this.#push(this.#stepOp(node, outcome, attempts, step.children, step.emits));
-    if (outcome.type === 'done') this.#recordForJoin(node, outcome.result);
+    if (outcome.type === 'done') this.#recordForJoin(node, step.value);
     else if (outcome.type === 'wait') this.#openJoin(node, step.children, step.born.length);
     // Born-leased children may run before their parent's group commits, always in a later position of the
     // same or a later group; a commit that rejects the parent rejects them too, since their rows never existed.
@@ -605,12 +644,22 @@ export class Worker {
   }
 
   /** A finished child whose parent waits here: keep its result for the parent's combine. */
-  #recordForJoin(node: WindowNode, encoded: string | null): void {
+  #recordForJoin(node: WindowNode, value: unknown): void {
     if (node.parentId === null) return;
     const join = this.#joins.get(node.parentId);
     if (!join) return;
     if (join.results[node.ord] === undefined) join.remaining--;
-    join.results[node.ord] = encoded === null ? null : decode(encoded);
+    join.results[node.ord] = value ?? null;
+    if (join.remaining > 0) return;
+    const row = this.#buffered.get(node.parentId);
+    if (row?.state !== 'waiting') return;
+    // Every child finished within the parent's own group: combine now, and write the parent once, done.
+    this.#joins.delete(node.parentId);
+    const parent = join.node;
+    parent.phase = 'combine';
+    parent.childResults = join.results;
+    this.#early.set(parent.id, { node: parent, ready: false, op: null });
+    this.#window.push(parent);
   }
 
   #errorEntry(attempt: number, described: { message: string; code: string | null; stack: string | null }): ErrorEntry {
@@ -665,6 +714,7 @@ export class Worker {
     if (node.phase === 'combine') {
       return this.#childResults(node).then(async (results) => {
         const value = await (task.combine as NonNullable<typeof task.combine>)(input, results, step);
+        step.value = value;
         return { type: 'done', result: encodeOptional(value, 'The result of combine') };
       });
     }
@@ -678,6 +728,7 @@ export class Worker {
       throw new NonRetryableError(`run() of ${this.#task.name} must return { result?, children? } or nothing, got ${output === null ? 'null' : typeof output}.`);
     }
     const result = encodeOptional(output?.result, 'The result');
+    step.value = output?.result;
     if (output?.children === undefined || output.children === null) return { type: 'done', result };
     const spawned = this.#spawn(node, step, output.children);
     if (spawned instanceof Promise) return spawned.then((n) => this.#spawnOutcome(step, n, result));
@@ -984,6 +1035,8 @@ class Step implements TaskContext {
   emits: string[] = [];
   children: NewNode[] = [];
   born: WindowNode[] = [];
+  /** The step's result as the handler returned it (plain JSON, checked by the codec). */
+  value: unknown;
   readonly #host: StepHost;
   readonly #node: WindowNode;
   readonly #span: Span | undefined;
