@@ -141,6 +141,7 @@ export class Worker {
   #nextCommit = new Deferred<CommitResult>();
   #committing: Promise<void> | null = null;
   #commitTimer: NodeJS.Timeout | null = null;
+  #commitSoon: Promise<void> | null = null;
   #inflight = 0;
   #isolating = false;
   /** Suspects ran since the last commit: commit their outcomes before anything else runs. */
@@ -843,8 +844,21 @@ export class Worker {
     }
   }
 
+  /**
+   * Buffers an op that must be durable before its step goes on (an effect's journal entry, a spawned chunk)
+   * and commits soon: ops pushed in the same turn of the event loop share one commit (and one fsync).
+   */
   async #pushAndCommit(op: CommitOp): Promise<CommitResult> {
     const promise = this.#push(op);
+    if (!this.#commitSoon) {
+      this.#commitSoon = new Promise<void>((resolve) =>
+        setImmediate(() => {
+          this.#commitSoon = null;
+          resolve();
+        }),
+      );
+    }
+    await this.#commitSoon;
     while (this.#ops.includes(op)) await this.#commit();
     return promise;
   }
