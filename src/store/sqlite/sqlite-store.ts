@@ -1108,7 +1108,7 @@ class CommitState {
     for (const parentId of this.#touched) {
       const row = s
         .stmt(
-          `UPDATE rlm_nodes SET state = 'running', owner = ?, epoch = epoch + 1, phase = 'combine', suspect = 0, updated_at = ?
+          `UPDATE rlm_nodes SET state = 'running', owner = ?, epoch = epoch + 1, phase = 'combine', suspect = 0, attempts = 0, updated_at = ?
            WHERE id = ? AND state = 'waiting' AND pending_children <= 0 RETURNING ${LEASED_COLUMNS}`,
         )
         .get(this.#workerId, now, parentId) as Row | undefined;
