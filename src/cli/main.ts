@@ -6,7 +6,7 @@ import { dlqCommand, gateCommand } from './dlq.js';
 import { inspectCommand } from './inspect.js';
 import { resultsCommand } from './results.js';
 import { runCommand, workerCommand } from './run.js';
-import { doctorCommand, snapshotCommand } from './snapshot.js';
+import { compactCommand, doctorCommand, snapshotCommand } from './snapshot.js';
 import { statusCommand } from './status.js';
 
 function int(name: string, min = 0) {
@@ -28,6 +28,7 @@ function engineFlags(command: Command): Command {
     .option('--lease-ms <ms>', 'lease of a worker on its nodes without a heartbeat (default 30000)', int('--lease-ms', 10))
     .option('--heartbeat-ms <ms>', 'heartbeat interval (default 10000)', int('--heartbeat-ms', 1))
     .option('--grace-ms <ms>', 'graceful stop: time for in-flight steps (default 10000)', int('--grace-ms', 0))
+    .option('--compact-every <commits>', 'prune finished subtrees every N group commits, so the store stays bounded', int('--compact-every', 1))
     .option('--max-rss <mb>', 'stop gracefully past this resident set size, exit 75', int('--max-rss', 1))
     .option('--metrics-port <port>', 'serve Prometheus metrics on 127.0.0.1:<port>/metrics', int('--metrics-port', 0));
 }
@@ -113,6 +114,12 @@ export async function main(argv: string[]): Promise<ExitCode> {
     .description('write a consistent full copy of the store while the run goes on')
     .addOption(storeOption())
     .action((id: string, file: string, flags) => set(snapshotCommand(id, file, flags)));
+
+  program
+    .command('compact <id>')
+    .description('prune finished subtrees no unfinished node needs (keys and results of keyed nodes stay)')
+    .addOption(storeOption())
+    .action((id: string, flags) => set(compactCommand(id, flags)));
 
   program
     .command('doctor')

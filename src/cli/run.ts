@@ -26,6 +26,7 @@ export interface RunFlags extends GlobalFlags {
   leaseMs?: number;
   heartbeatMs?: number;
   graceMs?: number;
+  compactEvery?: number;
 }
 
 export function engineOptions(flags: RunFlags): EngineOptions {
@@ -37,6 +38,7 @@ export function engineOptions(flags: RunFlags): EngineOptions {
     heartbeatMs: flags.heartbeatMs,
     graceMs: flags.graceMs,
     maxRssBytes: flags.maxRss === undefined ? undefined : flags.maxRss * 1024 * 1024,
+    compactEveryCommits: flags.compactEvery,
   };
 }
 

@@ -42,3 +42,14 @@ export async function doctorCommand(flags: GlobalFlags): Promise<ExitCode> {
     return EXIT.failure;
   });
 }
+
+/** Prunes finished subtrees of a run (see Store.compact). */
+export async function compactCommand(runId: string, flags: GlobalFlags): Promise<ExitCode> {
+  return withStore(flags, async (store) => {
+    await requireRun(store, runId);
+    if (!store.compact) throw new ConfigError(`${store.description} does not support compaction.`);
+    const { deleted, pruned } = await store.compact(runId);
+    print(`Run ${runId}: ${deleted} finished node(s) deleted, ${pruned} keyed node(s) pruned to key and result.`);
+    return EXIT.ok;
+  });
+}

@@ -24,6 +24,8 @@ export interface EngineOptions {
   pollMs?: number;
   /** Graceful stop: how long in-flight steps may take to finish, in ms. @default 10_000 */
   graceMs?: number;
+  /** Compact the run's store (see Store.compact) every this many group commits; 0 = never. @default 0 */
+  compactEveryCommits?: number;
   /** Stop gracefully once the resident set passes this many bytes (exit 75). 0 = no ceiling. @default 0 */
   maxRssBytes?: number;
   logger?: Logger;
@@ -42,6 +44,7 @@ export const DEFAULTS = {
   pollMs: 100,
   graceMs: 10_000,
   maxRssBytes: 0,
+  compactEveryCommits: 0,
 } as const;
 
 export type ResolvedEngineOptions = Readonly<{ [K in keyof typeof DEFAULTS]: number }> & { readonly logger?: Logger; readonly metrics?: Metrics };
@@ -69,6 +72,7 @@ export function resolveOptions(options: EngineOptions = {}): ResolvedEngineOptio
   integer('pollMs', resolved.pollMs, 1);
   integer('graceMs', resolved.graceMs, 0);
   integer('maxRssBytes', resolved.maxRssBytes, 0);
+  integer('compactEveryCommits', resolved.compactEveryCommits, 0);
   if (resolved.heartbeatMs >= resolved.leaseMs) {
     throw new ConfigError(
       `Expected \`heartbeatMs\` (${resolved.heartbeatMs}) to be less than \`leaseMs\` (${resolved.leaseMs}); leases would expire between heartbeats.`,

@@ -513,6 +513,7 @@ export class Worker {
         this.#o.metrics?.commitBatch.observe(ops.length);
         this.#afterCommit(ops, result);
         deferred.resolve(result);
+        if (this.#o.compactEveryCommits > 0 && this.stats.commits % this.#o.compactEveryCommits === 0) await this.#compact();
       } catch (error) {
         deferred.reject(error);
         this.#die(error);
@@ -563,6 +564,15 @@ export class Worker {
       const join = this.#joins.get(leased.id);
       this.#joins.delete(leased.id);
       this.#admit(leased, join && join.remaining === 0 ? join : undefined);
+    }
+  }
+
+  /** Prunes finished subtrees of the runs this worker serves, so a long run's store stays bounded. */
+  async #compact(): Promise<void> {
+    if (!this.#store.compact) return;
+    for (const runId of this.#runIds ?? []) {
+      const { deleted, pruned } = await this.#store.compact(runId);
+      this.#log.debug({ runId, deleted, pruned }, 'Compacted finished subtrees.');
     }
   }
 

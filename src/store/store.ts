@@ -332,6 +332,12 @@ export interface Store {
   subtreeCounts(nodeId: number): Promise<StateCounts>;
   depthHistogram(runId: string): Promise<Array<{ depth: number; count: number }>>;
 
+  /**
+   * Prunes what no unfinished node needs: finished subtrees of unkeyed nodes under a finished parent are
+   * deleted (the run's counters keep their totals), and finished keyed nodes lose their input and context but
+   * keep key and result, so dedupe and memoisation still hold. Emitted records stay.
+   */
+  compact?(runId: string): Promise<{ deleted: number; pruned: number }>;
   /** Dead nodes back to pending with a fresh attempt budget; returns how many. */
   redrive(runId: string, nodeIds: readonly number[] | 'all'): Promise<number>;
   /** Removes dead nodes from the queue for good (they stay dead, marked dropped); returns how many. */

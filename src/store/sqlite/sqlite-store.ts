@@ -762,6 +762,19 @@ export class SqliteStore implements Store {
     return (this.#stmt('SELECT id FROM rlm_nodes WHERE run_id = ? AND state = ? AND dropped = 0').all(runId, state) as { id: number }[]).map((row) => row.id);
   }
 
+  async compact(runId: string): Promise<{ deleted: number; pruned: number }> {
+    return this.#write(() => {
+      const doomed = `SELECT c.id FROM rlm_nodes p JOIN rlm_nodes c ON c.parent_id = p.id
+                      WHERE p.run_id = ? AND p.state = 'done' AND c.state = 'done' AND c.keyed = 0 AND c.shared = 0`;
+      this.#stmt(`DELETE FROM rlm_effects WHERE run_id = ? AND node_id IN (${doomed})`).run(runId, runId);
+      const deleted = this.#stmt(`DELETE FROM rlm_nodes WHERE id IN (${doomed})`).run(runId).changes;
+      const pruned = this.#stmt(
+        "UPDATE rlm_nodes SET input = NULL, context = NULL WHERE run_id = ? AND state = 'done' AND keyed = 1 AND (input IS NOT NULL OR context IS NOT NULL)",
+      ).run(runId).changes;
+      return { deleted, pruned };
+    });
+  }
+
   async redrive(runId: string, nodeIds: readonly number[] | 'all'): Promise<number> {
     return this.#write(() => {
       const now = Date.now();
