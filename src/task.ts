@@ -13,7 +13,7 @@ export interface TaskLimits {
    * approves (`rlm approve`) or rejects it. @default 100_000
    */
   maxChildren?: number;
-  /** Deadline of one attempt in milliseconds; `ctx.signal` aborts at it and a late result is discarded. 0 = none. @default 0 */
+  /** Deadline of one attempt in milliseconds; `ctx.signal` aborts at it and a late result is discarded. 0 = none. @default 300_000 */
   timeoutMs?: number;
   /** Attempts before a node goes to the dead-letter queue, crashes of the worker included. @default 3 */
   maxAttempts?: number;
@@ -118,7 +118,7 @@ export function defineTask<I, R>(definition: TaskDefinition<I, R>): Task<I, R> {
 export const DEFAULT_LIMITS: Required<TaskLimits> = Object.freeze({
   maxDepth: 10_000,
   maxChildren: 100_000,
-  timeoutMs: 0,
+  timeoutMs: 300_000,
   maxAttempts: 3,
   backoffMs: 1_000,
   maxBackoffMs: 60_000,

@@ -67,6 +67,16 @@ export async function dlqCommand(action: string, runId: string, ids: string[], f
   });
 }
 
+export async function cancelCommand(runId: string, nodeText: string, flags: GlobalFlags): Promise<ExitCode> {
+  return withStore(flags, async (store) => {
+    await requireRun(store, runId);
+    if (!store.cancelSubtree) throw new NotFoundError(`${store.description} cannot cancel subtrees.`);
+    const n = await store.cancelSubtree(runId, parseNodeId(nodeText));
+    print(`${n} unfinished node(s) under ${nodeText} cancelled into the dead-letter queue; \`rlm dlq retry ${runId} --subtree ${nodeText}\` brings them back.`);
+    return EXIT.ok;
+  });
+}
+
 export async function gateCommand(action: 'pause' | 'approve' | 'reject' | 'resume', runId: string, ids: string[], flags: DlqFlags): Promise<ExitCode> {
   return withStore(flags, async (store) => {
     const run = await requireRun(store, runId);

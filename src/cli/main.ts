@@ -2,7 +2,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { RlmError } from '../engine/errors.js';
 import { redactUrl } from '../store/open.js';
 import { EXIT, type ExitCode } from './common.js';
-import { dlqCommand, gateCommand } from './dlq.js';
+import { cancelCommand, dlqCommand, gateCommand } from './dlq.js';
 import { inspectCommand } from './inspect.js';
 import { resultsCommand } from './results.js';
 import { runCommand, workerCommand } from './run.js';
@@ -108,6 +108,12 @@ export async function main(argv: string[]): Promise<ExitCode> {
       .option('--subtree <node>', 'every parked node under NODE')
       .action((id: string, nodes: string[], flags) => set(gateCommand(action, id, nodes, flags)));
   }
+
+  program
+    .command('cancel <id> <node>')
+    .description('cancel the unfinished part of a subtree (into the DLQ, where `dlq retry --subtree` redrives it)')
+    .addOption(storeOption())
+    .action((id: string, node: string, flags) => set(cancelCommand(id, node, flags)));
 
   program
     .command('snapshot <id> <file>')

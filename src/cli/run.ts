@@ -85,6 +85,14 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<E
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // A step that calls process.exit() ends the process mid-run: never report that as success.
+  let ended = false;
+  const onExit = (code: number) => {
+    if (ended || code !== 0) return;
+    process.stderr.write('rlm: the process exited while the run was in progress (a step called process.exit?); resuming treats it as a crash.\n');
+    process.exitCode = EXIT.failure;
+  };
+  process.on('exit', onExit);
   try {
     const existing = flags.run ? await engine.store.getRun(flags.run) : undefined;
     if (existing) {
@@ -124,6 +132,8 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<E
     }
     return exitCodeFor(outcome, signal);
   } finally {
+    ended = true;
+    process.off('exit', onExit);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await engine.close();

@@ -338,6 +338,11 @@ export interface Store {
    * keep key and result, so dedupe and memoisation still hold. Emitted records stay.
    */
   compact?(runId: string): Promise<{ deleted: number; pruned: number }>;
+  /**
+   * Cancels the unfinished part of a subtree: every node under `nodeId` (itself included) that is not done
+   * goes to the dead-letter queue with code CANCELLED, its leases fenced. `dlq retry --subtree` redrives it.
+   */
+  cancelSubtree?(runId: string, nodeId: number): Promise<number>;
   /** Dead nodes back to pending with a fresh attempt budget; returns how many. */
   redrive(runId: string, nodeIds: readonly number[] | 'all'): Promise<number>;
   /** Removes dead nodes from the queue for good (they stay dead, marked dropped); returns how many. */

@@ -344,3 +344,49 @@ describe('engine on SQLite', () => {
     await expect(engine.resume(tree, 'no-such-run')).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
 });
+
+describe('engine on SQLite: damaged rows and subtree operations', () => {
+  it('dead-letters a stored row that cannot be decoded, and the engine goes on working', async () => {
+    const tmp = tempDir();
+    const store = new SqliteStore({ path: tmp.db });
+    const engine = await openEngine({ store, ...fast });
+    try {
+      const runId = await engine.create(tree, { fanout: 2, depth: 2 });
+      const db = (store as unknown as { db: { prepare(sql: string): { run(...a: unknown[]): unknown } } }).db;
+      db.prepare("UPDATE rlm_nodes SET input = '{not json' WHERE run_id = ?").run(runId);
+      const out = await (await engine.resume(tree, runId)).done;
+      expect(out.state).toBe('failed');
+      const [dead] = await store.listNodes(runId, { state: 'dead' });
+      expect(dead?.errors[0]?.code).toBe('INVALID_INPUT');
+      expect(dead?.errors[0]?.message).toContain('cannot be decoded');
+      expect(dead?.attempts).toBe(0);
+      const next = await (await engine.start(tree, { fanout: 2, depth: 2 })).done;
+      expect(next.result).toBe(7);
+    } finally {
+      await engine.close();
+      await store.close();
+      tmp.cleanup();
+    }
+  });
+
+  it('cancels the unfinished part of a subtree into the DLQ and redrives it as one operation', async () => {
+    const tmp = tempDir();
+    const store = new SqliteStore({ path: tmp.db });
+    const engine = await openEngine({ store, ...fast });
+    try {
+      const runId = await engine.create(tree, { fanout: 3, depth: 3 });
+      const rootId = (await engine.getRun(runId)).rootId;
+      expect(await store.cancelSubtree(runId, rootId)).toBe(1);
+      const cancelled = await engine.getRun(runId);
+      expect(cancelled.state).toBe('failed');
+      expect(cancelled.counts.dead).toBe(1);
+      expect(await store.redrive(runId, [rootId])).toBe(1);
+      const out = await (await engine.resume(tree, runId)).done;
+      expect(out.result).toBe(40);
+    } finally {
+      await engine.close();
+      await store.close();
+      tmp.cleanup();
+    }
+  });
+});

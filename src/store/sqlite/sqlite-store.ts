@@ -762,6 +762,30 @@ export class SqliteStore implements Store {
     return (this.#stmt('SELECT id FROM rlm_nodes WHERE run_id = ? AND state = ? AND dropped = 0').all(runId, state) as { id: number }[]).map((row) => row.id);
   }
 
+  async cancelSubtree(runId: string, nodeId: number): Promise<number> {
+    return this.#write(() => {
+      const now = Date.now();
+      const entry = JSON.stringify({ attempt: 0, message: 'Cancelled with its subtree (`rlm cancel`).', code: 'CANCELLED', stack: null, at: now, worker: 'cli' });
+      const rows = this.#stmt(
+        `WITH RECURSIVE sub(id) AS (SELECT id FROM rlm_nodes WHERE id = ? AND run_id = ? UNION SELECT n.id FROM rlm_nodes n JOIN sub ON n.parent_id = sub.id)
+         SELECT n.id, n.state FROM sub JOIN rlm_nodes n ON n.id = sub.id WHERE n.state IN ('pending', 'running', 'waiting', 'parked')`,
+      ).all(nodeId, runId) as { id: number; state: NodeState }[];
+      const deltas = emptyCounts();
+      for (const row of rows) {
+        this.#stmt(
+          "UPDATE rlm_nodes SET state = 'dead', owner = NULL, epoch = epoch + 1, errors = json_insert(COALESCE(errors, '[]'), '$[#]', json(?)), updated_at = ? WHERE id = ?",
+        ).run(entry, now, row.id);
+        deltas[row.state]--;
+        deltas.dead++;
+      }
+      this.#stmt(
+        `UPDATE rlm_runs SET n_pending = n_pending + ?, n_running = n_running + ?, n_waiting = n_waiting + ?, n_dead = n_dead + ?, n_parked = n_parked + ?, updated_at = ? WHERE id = ?`,
+      ).run(deltas.pending, deltas.running, deltas.waiting, deltas.dead, deltas.parked, now, runId);
+      this.#settle(runId, now, false);
+      return rows.length;
+    });
+  }
+
   async compact(runId: string): Promise<{ deleted: number; pruned: number }> {
     return this.#write(() => {
       const doomed = `SELECT c.id FROM rlm_nodes p JOIN rlm_nodes c ON c.parent_id = p.id
