@@ -35,7 +35,6 @@ export async function loadTask(modulePath: string, timeoutMs = Number(process.en
           () => reject(new TaskModuleError(`The task module ${path} did not finish loading within ${timeoutMs} ms (a top-level await that never resolves?).`)),
           timeoutMs,
         );
-        timer.unref();
       }),
     ])) as Record<string, unknown>;
   } catch (error) {

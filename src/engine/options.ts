@@ -16,7 +16,7 @@ export interface EngineOptions {
   commitEveryMs?: number;
   /** Leased nodes held in memory per worker; children past it wait in the store. @default 4_096 */
   windowSize?: number;
-  /** Nodes leased per claim when the window runs dry. @default 256 */
+  /** Most nodes leased per claim when the window runs dry. @default 1_024 */
   claimBatch?: number;
   /** Children persisted per transaction when a step returns an iterable. @default 1_000 */
   spawnChunk?: number;
@@ -39,7 +39,7 @@ export const DEFAULTS = {
   commitEverySteps: 1_000,
   commitEveryMs: 50,
   windowSize: 4_096,
-  claimBatch: 256,
+  claimBatch: 1_024,
   spawnChunk: 1_000,
   pollMs: 100,
   graceMs: 10_000,

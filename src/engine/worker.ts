@@ -345,7 +345,7 @@ export class Worker {
     const nodes = await this.#store.claimNodes(
       this.#id,
       { task: this.#task.name, maxVersion: this.#task.version, runIds: this.#runIds },
-      this.#o.claimBatch,
+      Math.max(1, Math.min(this.#o.claimBatch, this.#o.windowSize - this.#window.size)),
     );
     this.stats.claimed += nodes.length;
     // The store returns the best first; a stack pops the last pushed, so push in reverse.
