@@ -593,6 +593,9 @@ export class SqliteStore implements Store {
             run.id,
           );
         }
+        // RETURNING comes back in rowid order; the engine takes a batch as best first.
+        const dfs = this.orderOf(run.id) === 'dfs';
+        rows.sort((a, b) => (b.priority as number) - (a.priority as number) || (dfs ? (b.id as number) - (a.id as number) : (a.id as number) - (b.id as number)));
         for (const row of rows) claimed.push(leasedFromRow(row));
       }
       if (failpoints.active) failpoints.hit('claim.beforeCommit');
