@@ -125,7 +125,7 @@ export class PgCommit {
   readonly #edgeSet = new Set<string>();
   /** Child id → parents linked by this commit. */
   readonly #newEdgeParents = new Map<number, Set<number>>();
-  readonly #emits: { run_id: string; node_id: number; record: string }[] = [];
+  readonly #emits: { run_id: string; node_id: number; record: string; i: number }[] = [];
   readonly #effects: { run_id: string; node_key: string; name: string; node_id: number; value: string; at: number }[] = [];
   readonly #effectKeys = new Set<string>();
   readonly #deltas = new Map<string, StateCounts>();
@@ -356,8 +356,8 @@ export class PgCommit {
         return;
       }
       if (op.children.length > 0) await this.#insertChildren(op.runId, node, op.children, op.waits, op.passDead);
-      if (o.type === 'wait') this.#touched.add(op.nodeId);
-      for (const record of op.emits) this.#emits.push({ run_id: op.runId, node_id: op.nodeId, record });
+      if (o.type === 'wait' && op.children.length === 0) this.#touched.add(op.nodeId);
+      for (const record of op.emits) this.#emits.push({ run_id: op.runId, node_id: op.nodeId, record, i: this.#emits.length });
       return;
     }
     const node = this.#fenced(op.nodeId, op.epoch);
@@ -399,8 +399,8 @@ export class PgCommit {
     this.#delta(op.runId, state, 1);
     if (o.type === 'park' && o.pauseRun) this.#pauseRuns.set(op.runId, o.reason);
     if (op.children.length > 0) await this.#insertChildren(op.runId, node, op.children, op.waits, op.passDead);
-    if (o.type === 'wait') this.#touched.add(op.nodeId);
-    for (const record of op.emits) this.#emits.push({ run_id: op.runId, node_id: op.nodeId, record });
+    if (o.type === 'wait' && op.children.length === 0) this.#touched.add(op.nodeId);
+    for (const record of op.emits) this.#emits.push({ run_id: op.runId, node_id: op.nodeId, record, i: this.#emits.length });
     if (op.waits && (o.type === 'done' || (o.type === 'dead' && op.passDead))) this.#finished(node);
   }
 
@@ -483,7 +483,8 @@ export class PgCommit {
       if (waits && existing.state !== 'done' && !(existing.state === 'dead' && passDead)) unfinished++;
     }
     if (waits && unfinished > 0) this.#addPending(parent, unfinished);
-    if (waits) this.#touched.add(parent.id);
+    // Every child finished already (or was shared and done): the parent may be ready for its combine now.
+    else if (waits) this.#touched.add(parent.id);
     if (cycle !== null) this.#cycle(runId, parent, cycle);
   }
 
@@ -565,13 +566,14 @@ export class PgCommit {
       // A parent row that does not exist (removed outside rlm) has nothing to count.
       if (!parent) continue;
       this.#addPending(parent, -n);
-      this.#touched.add(parentId);
+      if (parent.state === 'waiting' && this.#pendingOf(parent) <= 0) this.#touched.add(parentId);
     }
     const ready: (number | LeasedNode)[] = [];
     for (const id of this.#touched) {
       const node = this.#nodes.get(id);
-      if (!node || node.state !== 'waiting' || this.#pendingOf(node) > 0) continue;
-      this.#change(node, { state: 'running', owner: this.#workerId, phase: 'combine', suspect: false });
+      if (node?.state !== 'waiting' || this.#pendingOf(node) > 0) continue;
+      // The combine phase is a new step: it starts with a fresh attempt count.
+      this.#change(node, { state: 'running', owner: this.#workerId, phase: 'combine', suspect: false, attempts: 0 });
       this.#bumpEpoch(node);
       node.ready = true;
       this.#delta(node.runId, 'waiting', -1);
@@ -718,9 +720,9 @@ export class PgCommit {
         ON CONFLICT DO NOTHING RETURNING 1)`);
     }
     if (this.#emits.length > 0) {
-      // Records of one run are written in commit order: the run lock orders commits, and ORDINALITY orders rows.
+      // Records of one run are written in commit order: the run lock orders commits, and `i` orders rows.
       ctes.push(`emt AS (INSERT INTO ${t.emits} (run_id, node_id, record)
-        SELECT v.run_id, v.node_id, v.record FROM json_to_recordset(${param(this.#emits)}) WITH ORDINALITY AS v(run_id text, node_id bigint, record text, i bigint)
+        SELECT v.run_id, v.node_id, v.record FROM json_to_recordset(${param(this.#emits)}) AS v(run_id text, node_id bigint, record text, i integer)
         ORDER BY v.i RETURNING 1)`);
     }
     if (this.#effects.length > 0) {
@@ -772,7 +774,8 @@ export class PgCommit {
     }
     const readyExisting = new Map<number, LeasedNode>();
     if (ctes.length === 0) return readyExisting;
-    const select = updates.length > 0 ? 'SELECT * FROM upd' : 'SELECT NULL AS id WHERE false';
+    // $1 (now) is typed here too, for a commit whose statement uses it nowhere else (effects only).
+    const select = updates.length > 0 ? 'SELECT *, $1::bigint AS now FROM upd' : 'SELECT $1::bigint AS now WHERE false';
     const rows = await this.#tx.query(`WITH ${ctes.join(',\n')}\n${select}`, params);
     if (rows.length !== updates.length) {
       // Every updated row was read under a lock (or its run's lock) at the start of this commit; a mismatch

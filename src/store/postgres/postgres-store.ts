@@ -266,7 +266,7 @@ export class PostgresStore implements Store {
       SELECT id, n FROM counted`;
   }
 
-  async takeBack(options: { deadIds?: readonly string[]; expiredBefore?: number }): Promise<number> {
+  async takeBack(options: { deadIds?: readonly string[]; expiredBefore?: number; blame?: readonly { id: number; epoch: number }[] }): Promise<number> {
     const t = this.#t;
     return this.#write(async (tx) => {
       await tx.begin();
@@ -275,6 +275,15 @@ export class PostgresStore implements Store {
         `UPDATE ${t.workers} SET state = 'dead' WHERE state = 'alive' AND (id = ANY($1::text[]) OR ($2::boolean AND lease_until < ${DB_NOW})) RETURNING id`,
         [options.deadIds ?? [], options.expiredBefore !== undefined],
       );
+      const blame = options.blame ?? [];
+      if (blame.length > 0) {
+        // These nodes were running alone when their worker died: the crash counts as an attempt.
+        await tx.query(
+          `UPDATE ${t.nodes} n SET attempts = n.attempts + 1 FROM unnest($1::bigint[], $2::integer[]) AS b(id, epoch)
+           WHERE n.id = b.id AND n.epoch = b.epoch AND n.state = 'running'`,
+          [blame.map((node) => node.id), blame.map((node) => node.epoch)],
+        );
+      }
       if (victims.length === 0) return 0;
       if (failpoints.active) failpoints.hit('takeback.afterMarkDead');
       const rows = await tx.query(
@@ -300,7 +309,7 @@ export class PostgresStore implements Store {
       await tx.begin();
       if (failpoints.active) failpoints.hit('stop.release');
       if (!nodes) await tx.query(`UPDATE ${t.workers} SET state = 'stopped' WHERE id = $1 AND state = 'alive'`, [workerId]);
-      const release = `UPDATE ${t.nodes} SET state = 'pending', owner = NULL, epoch = epoch + 1, attempts = attempts - suspect::int, updated_at = $2
+      const release = `UPDATE ${t.nodes} SET state = 'pending', owner = NULL, epoch = epoch + 1, updated_at = $2
         WHERE owner = $1 AND state = 'running'`;
       const rows = nodes
         ? await tx.query(this.#movedSql(`${release} AND (id, epoch) IN (SELECT * FROM unnest($3::bigint[], $4::integer[]))`, 'running', 'pending', '$2'), [
@@ -324,6 +333,18 @@ export class PostgresStore implements Store {
   async claimNodes(workerId: string, filter: ClaimFilter, limit: number): Promise<LeasedNode[]> {
     if (limit < 1 || (filter.runIds && filter.runIds.length === 0)) return [];
     const t = this.#t;
+    // An idle worker polls: a read finds out whether anything is runnable before a write transaction (which
+    // locks the worker row and flushes the WAL at COMMIT) is spent on it.
+    const [probe] = await this.#query(
+      `SELECT EXISTS (
+         SELECT 1 FROM ${t.runs} r JOIN LATERAL (
+           SELECT 1 FROM ${t.nodes} n WHERE n.run_id = r.id AND n.state = 'pending' AND n.available_at <= $3 AND n.version <= $4 LIMIT 1
+         ) n ON true
+         WHERE r.task = $1 AND r.state = 'running' AND ($2::text[] IS NULL OR r.id = ANY($2::text[]))
+       ) AS runnable`,
+      [filter.task, filter.runIds ?? null, Date.now(), filter.maxVersion],
+    );
+    if (probe?.runnable !== true) return [];
     return this.#write(async (tx) => {
       if (failpoints.active) failpoints.hit('claim.beforeUpdate');
       const only = filter.runIds ? ` AND id IN (${filter.runIds.map((id) => tx.literal(id)).join(', ')})` : '';
@@ -349,7 +370,7 @@ export class PostgresStore implements Store {
              ORDER BY priority DESC, order_key LIMIT $5
              FOR UPDATE SKIP LOCKED
            ), leased AS (
-             UPDATE ${t.nodes} n SET state = 'running', owner = $1, epoch = n.epoch + 1, attempts = n.attempts + n.suspect::int, updated_at = $3
+             UPDATE ${t.nodes} n SET state = 'running', owner = $1, epoch = n.epoch + 1, updated_at = $3
              FROM picked WHERE n.id = picked.id AND n.state = 'pending'
              RETURNING n.${LEASED_COLUMNS.split(', ').join(', n.')}, n.order_key
            ), counted AS (
@@ -489,6 +510,66 @@ export class PostgresStore implements Store {
       counts[row.state as NodeState] = row.n as number;
     }
     return counts;
+  }
+
+  async cancelSubtree(runId: string, nodeId: number): Promise<number> {
+    const t = this.#t;
+    return this.#write(async (tx) => {
+      await this.#lockRun(tx, runId);
+      const now = Date.now();
+      // Leases in the subtree are fenced (epoch + 1): a late commit from their holders is rejected.
+      const rows = await tx.query(
+        `WITH RECURSIVE sub(id) AS (
+           SELECT id FROM ${t.nodes} WHERE id = $2 AND run_id = $1
+           UNION SELECT n.id FROM ${t.nodes} n JOIN sub ON n.parent_id = sub.id
+         ), doomed AS (
+           SELECT n.id, n.state FROM sub JOIN ${t.nodes} n ON n.id = sub.id WHERE n.state IN ('pending', 'running', 'waiting', 'parked') FOR UPDATE OF n
+         ), cancelled AS (
+           UPDATE ${t.nodes} n SET state = 'dead', owner = NULL, epoch = n.epoch + 1, updated_at = $3,
+             errors = COALESCE(n.errors, '[]'::jsonb) || jsonb_build_array(jsonb_build_object(
+               'attempt', 0, 'message', 'Cancelled with its subtree (\`rlm cancel\`).', 'code', 'CANCELLED', 'stack', NULL, 'at', $3::bigint, 'worker', 'cli'))
+           FROM doomed d WHERE n.id = d.id RETURNING d.state AS was
+         )
+         SELECT was, count(*) AS n FROM cancelled GROUP BY was`,
+        [runId, nodeId, now],
+      );
+      const moved = emptyCounts();
+      let total = 0;
+      for (const row of rows) {
+        moved[row.was as NodeState] = row.n as number;
+        total += row.n as number;
+      }
+      await tx.query(
+        `UPDATE ${t.runs} SET n_pending = n_pending - $2, n_running = n_running - $3, n_waiting = n_waiting - $4, n_parked = n_parked - $5,
+           n_dead = n_dead + $6, updated_at = $7 WHERE id = $1`,
+        [runId, moved.pending, moved.running, moved.waiting, moved.parked, total, now],
+      );
+      await this.#settle(tx, runId, false);
+      return total;
+    });
+  }
+
+  async compact(runId: string): Promise<{ deleted: number; pruned: number }> {
+    const t = this.#t;
+    return this.#write(async (tx) => {
+      await this.#lockRun(tx, runId);
+      // Unkeyed children are never shared (only keyed children get edges), so a finished one under a finished
+      // parent is needed by nobody: its row and its effects go. The run's counters keep their totals.
+      const [deleted] = await tx.query(
+        `WITH doomed AS (
+           SELECT c.id FROM ${t.nodes} p JOIN ${t.nodes} c ON c.parent_id = p.id
+           WHERE p.run_id = $1 AND p.state = 'done' AND c.state = 'done' AND NOT c.keyed
+         ), effects AS (DELETE FROM ${t.effects} WHERE run_id = $1 AND node_id IN (SELECT id FROM doomed)),
+         nodes AS (DELETE FROM ${t.nodes} WHERE id IN (SELECT id FROM doomed) RETURNING 1)
+         SELECT count(*) AS n FROM nodes`,
+        [runId],
+      );
+      const pruned = await tx.query(
+        `UPDATE ${t.nodes} SET input = NULL, context = NULL WHERE run_id = $1 AND state = 'done' AND keyed AND (input IS NOT NULL OR context IS NOT NULL) RETURNING 1`,
+        [runId],
+      );
+      return { deleted: (deleted?.n as number) ?? 0, pruned: pruned.length };
+    });
   }
 
   /** Which held nodes an operation names: the given ids (as parameter `$param`), or every one not dropped. */

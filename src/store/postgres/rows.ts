@@ -127,7 +127,7 @@ export function settledState(input: {
   const { state, counts } = input;
   if (state === 'cancelled') return { state, pauseReason: input.pauseReason };
   const active = counts.pending + counts.running;
-  if (input.rootState === 'done' && active === 0 && counts.waiting === 0) return { state: 'completed', pauseReason: null };
+  if (input.rootState === 'done' && active === 0 && counts.waiting === 0 && counts.parked === 0) return { state: 'completed', pauseReason: null };
   if (active === 0 && state !== 'paused') {
     if (counts.parked > 0) return { state: 'paused', pauseReason: input.pauseReason ?? 'parked nodes wait for `rlm approve` or `rlm reject`' };
     return { state: 'failed', pauseReason: null };

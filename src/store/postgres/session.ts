@@ -9,7 +9,7 @@
  *   aborted. A transaction is never applied twice. A connection lost earlier in the transaction is resolved
  *   the same way, so a retry never runs while the orphaned transaction still holds its row locks.
  */
-import { StoreUnavailableError } from '../../engine/errors.js';
+import { ConfigError, StoreUnavailableError } from '../../engine/errors.js';
 import { failpoints } from '../../failpoints.js';
 
 export type Row = Record<string, unknown>;
@@ -183,6 +183,7 @@ export class Session {
         types: { getTypeParser: (oid: number, format?: string) => (oid === INT8_OID ? Number : pg.types.getTypeParser(oid, format)) },
         // A session stuck in a transaction (a frozen worker, a network partition) must not hold its row
         // locks forever. Durability of a commit is the point of the store: synchronous_commit stays on.
+        // JIT compiling the large one-statement commits costs far more than it saves.
         onConnect: (client: PgClient) =>
           client.query(
             `SET idle_in_transaction_session_timeout = ${Math.max(0, Math.trunc(this.#config.idleInTransactionTimeoutMs))}; SET synchronous_commit = on; SET jit = off`,
@@ -212,6 +213,10 @@ export class Session {
           'Check that the server is up and reachable, then run the same command again to resume.',
         { cause: error },
       );
+    }
+    if (code === 'ERR_INVALID_URL') {
+      // The driver's error carries the URL, password included: it is not kept as the cause.
+      return new ConfigError(`The store URL ${this.#config.description} is not a valid postgres:// URL.`);
     }
     if (code === '28P01' || code === '28000' || code === '3D000' || code === 'ENOTFOUND' || code === '42501') {
       return new StoreUnavailableError(`Cannot use PostgreSQL at ${this.#config.description}: ${message} (${code}).`, { cause: error });

@@ -1,0 +1,106 @@
+/*
+ * The engine on PostgreSQL: examples/tree.ts through one engine, and through three engines working one run at
+ * once (three stores on one schema, as three processes would have). Needs RLM_TEST_DATABASE_URL; the store
+ * suite (test/store/postgres.test.ts) reports when it is missing.
+ */
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
+import tree from '../../examples/tree.js';
+import { openEngine } from '../../src/index.js';
+import { PostgresStore } from '../../src/store/postgres/index.js';
+import type { Task } from '../../src/task.js';
+
+const url = process.env.RLM_TEST_DATABASE_URL;
+const prefix = `rlm_engine_${process.pid}_${Date.now().toString(36)}`;
+const schemas: string[] = [];
+const stores: PostgresStore[] = [];
+
+function storeOn(schema: string): PostgresStore {
+  const store = new PostgresStore({ connectionString: url as string, schema });
+  stores.push(store);
+  return store;
+}
+
+function freshSchema(): string {
+  const schema = `${prefix}_${schemas.length}`;
+  schemas.push(schema);
+  return schema;
+}
+
+afterAll(async () => {
+  await Promise.all(stores.map((store) => store.close().catch(() => undefined)));
+  if (!url || schemas.length === 0) return;
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    for (const schema of schemas) await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  } finally {
+    await client.end();
+  }
+});
+
+interface TreeInput {
+  fanout: number;
+  depth: number;
+}
+
+/** examples/tree.ts, counting how often each node's run and combine phases execute. */
+function countingTree(): { task: Task<TreeInput, number>; runs: Map<number, number>; combines: Map<number, number> } {
+  const runs = new Map<number, number>();
+  const combines = new Map<number, number>();
+  const task: Task<TreeInput, number> = {
+    ...tree,
+    run(input, ctx) {
+      runs.set(ctx.nodeId, (runs.get(ctx.nodeId) ?? 0) + 1);
+      return tree.run(input, ctx);
+    },
+    combine(input, results, ctx) {
+      combines.set(ctx.nodeId, (combines.get(ctx.nodeId) ?? 0) + 1);
+      return (tree.combine as NonNullable<typeof tree.combine>)(input, results, ctx);
+    },
+  };
+  return { task, runs, combines };
+}
+
+describe.skipIf(!url)('the engine on PostgreSQL', () => {
+  it('computes examples/tree.ts {fanout: 5, depth: 4} = 781', async () => {
+    const store = storeOn(freshSchema());
+    const engine = await openEngine({ store });
+    try {
+      const run = await engine.start(tree, { fanout: 5, depth: 4 });
+      const outcome = await run.done;
+      expect(outcome).toMatchObject({ state: 'completed', result: 781, stoppedBy: 'finished' });
+      expect(outcome.counts).toEqual({ pending: 0, running: 0, waiting: 0, done: 781, dead: 0, parked: 0 });
+      expect(await store.recount(run.runId)).toEqual(outcome.counts);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  it('three engines on one run: the exact result, every node done exactly once', async () => {
+    const schema = freshSchema();
+    const { task, runs, combines } = countingTree();
+    // A small window sends most children to the shared frontier, so all three engines get work.
+    const options = { windowSize: 8, claimBatch: 4, commitEverySteps: 16, commitEveryMs: 5, concurrency: 4, pollMs: 10 };
+    const engines = await Promise.all([1, 2, 3].map(() => openEngine({ store: storeOn(schema), ...options })));
+    try {
+      const runId = await (engines[0] as (typeof engines)[number]).create(task, { fanout: 5, depth: 4 });
+      const handles = await Promise.all(engines.map((engine) => engine.resume(task, runId)));
+      const outcomes = await Promise.all(handles.map((handle) => handle.done));
+      for (const outcome of outcomes) expect(outcome).toMatchObject({ state: 'completed', result: 781 });
+      const steps = handles.map((handle) => handle.stats().steps);
+      expect(steps.filter((n) => n > 0).length).toBeGreaterThanOrEqual(2);
+      expect(handles.reduce((sum, handle) => sum + handle.stats().fenced, 0)).toBe(0);
+      expect(runs.size).toBe(781);
+      expect([...runs.values()].every((n) => n === 1)).toBe(true);
+      expect(combines.size).toBe(156);
+      expect([...combines.values()].every((n) => n === 1)).toBe(true);
+      const store = stores[stores.length - 1] as PostgresStore;
+      const run = await store.getRun(runId);
+      expect(run?.counts).toEqual({ pending: 0, running: 0, waiting: 0, done: 781, dead: 0, parked: 0 });
+      expect(await store.recount(runId)).toEqual(run?.counts);
+    } finally {
+      await Promise.all(engines.map((engine) => engine.close()));
+    }
+  });
+});
