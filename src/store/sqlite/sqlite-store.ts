@@ -1086,15 +1086,19 @@ class CommitState {
       }
       // A keyed child that exists already: this parent shares it (a memoised DAG).
       this.duplicates.push(child.id);
-      const existing = s.stmt('SELECT id, state FROM rlm_nodes WHERE run_id = ? AND key = ? AND keyed = 1').get(runId, child.key) as {
+      const existing = s.stmt('SELECT id, state, parent_id FROM rlm_nodes WHERE run_id = ? AND key = ? AND keyed = 1').get(runId, child.key) as {
         id: number;
         state: NodeState;
+        parent_id: number | null;
       };
+      // A key this parent lists twice is one child of it: counted and linked once, or it would wait forever
+      // for a second completion that never comes.
+      if (existing.parent_id === parentId) continue;
       if (waits && existing.state !== 'done' && isAncestor(s, existing.id, parentId)) {
         cycle = child.key;
         continue;
       }
-      s.stmt('INSERT OR IGNORE INTO rlm_edges (parent_id, child_id, ord) VALUES (?, ?, ?)').run(parentId, existing.id, child.ord);
+      if (s.stmt('INSERT OR IGNORE INTO rlm_edges (parent_id, child_id, ord) VALUES (?, ?, ?)').run(parentId, existing.id, child.ord).changes === 0) continue;
       s.stmt('UPDATE rlm_nodes SET shared = 1 WHERE id = ? AND shared = 0').run(existing.id);
       if (waits && existing.state !== 'done' && !(existing.state === 'dead' && passDead)) unfinished++;
     }
