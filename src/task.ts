@@ -110,7 +110,7 @@ export type Task<I = unknown, R = unknown> = TaskDefinition<I, R>;
  * export default defineTask({ name: 'tree', run: (input) => ({ result: 1 }) });
  * ```
  */
-export function defineTask<I, R>(definition: TaskDefinition<I, R>): Task<I, R> {
+export function defineTask<I, R = unknown>(definition: TaskDefinition<I, R>): Task<I, R> {
   return definition;
 }
 

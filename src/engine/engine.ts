@@ -127,6 +127,7 @@ class RlmEngine implements Engine {
       input: encodedInput,
       context: encodeOptional(options.context, 'The run context'),
       rootKey,
+      rootKeyed: runtime.keyed,
       rootPriority: priority,
       order: runtime.order,
       nodeBudget: options.nodeBudget ?? null,

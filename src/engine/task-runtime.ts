@@ -111,6 +111,7 @@ export function taskRuntime(value: unknown): TaskRuntime {
         throw new RlmError(`key() of ${task.name} threw: ${(error as Error)?.message ?? String(error)}`, 'INVALID_INPUT', { cause: error });
       }
       if (typeof key !== 'string' || key === '') throw new RlmError(`key() of ${task.name} must return a non-empty string, got ${key === '' ? "''" : typeof key}.`, 'INVALID_INPUT');
+      if (key.includes('\u0000')) throw new RlmError(`key() of ${task.name} returned a key with a NUL character, which stores cannot hold; remove it.`, 'INVALID_INPUT');
       if (key.length > 4096) throw new RlmError(`key() of ${task.name} returned ${key.length} characters; keys are limited to 4096.`, 'INVALID_INPUT');
       return key;
     },

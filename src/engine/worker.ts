@@ -158,6 +158,8 @@ export class Worker {
   readonly #tracing = tracingEnabled();
   #flight = new FlightRecorder('unregistered');
   readonly #host: StepHost;
+  /** Other live workers of this task: while there are some, children go to the shared frontier, not this window. */
+  #peers = 0;
   /** The loop waits on #wake only when it has nothing to do; steps signal it only then. */
   #loopWaiting = false;
   readonly stats: WorkerStats = { steps: 0, commits: 0, claimed: 0, fenced: 0, startedAt: Date.now() };
@@ -248,6 +250,7 @@ export class Worker {
    */
   async #reapDeadProcesses(): Promise<void> {
     const workers = await this.#store.listWorkers();
+    this.#peers = workers.filter((w) => w.state === 'alive' && w.task === this.#task.name && w.id !== this.#id).length;
     const dead = workers.filter((w) => w.state === 'alive' && w.host === HOST && w.id !== this.#id && !isProcessAlive(w.pid, w.pidStart)).map((w) => w.id);
     const blame = dead.map(readFlight).filter((node): node is { id: number; epoch: number } => node !== null);
     const taken = await this.#store.takeBack({ deadIds: dead, expiredBefore: Date.now(), blame });
@@ -950,7 +953,9 @@ export class Worker {
         const error = new RlmError(`Child at depth ${depth} is deeper than limits.maxDepth (${task.limits.maxDepth}).`, 'DEPTH');
         return dead(error, task.depthPolicy === 'park' ? 'parked' : 'dead');
       }
-      if (this.#stopping || this.#window.size + born.length + this.#limbo.size >= this.#o.windowSize) {
+      // With peers, keep only enough born-leased children to stay busy and share the rest through the store.
+      const room = this.#peers > 0 ? Math.min(this.#o.windowSize, this.#o.concurrency * 2) : this.#o.windowSize;
+      if (this.#stopping || this.#window.size + born.length + this.#limbo.size >= room) {
         row.state = 'pending';
         return row;
       }

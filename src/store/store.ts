@@ -41,6 +41,8 @@ export interface NewRun {
   input: string;
   context: string | null;
   rootKey: string;
+  /** The root's key came from the task's key function: descendants with that key are the root itself. */
+  rootKeyed: boolean;
   rootPriority: number;
   /** Tie-break order of the frontier. */
   order: 'dfs' | 'bfs';

@@ -62,5 +62,5 @@ describe('rlm run survives kill -9', () => {
     } finally {
       tmp.cleanup();
     }
-  });
+  }, 600_000);
 });

@@ -111,6 +111,7 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSt
         input: JSON.stringify({ root: true }),
         context: null,
         rootKey: 'root',
+        rootKeyed: false,
         rootPriority: 0,
         order: 'dfs',
         nodeBudget: null,

@@ -62,6 +62,7 @@ function newRun(overrides: Partial<NewRun> = {}): NewRun {
     input: '{}',
     context: null,
     rootKey: 'root',
+    rootKeyed: false,
     rootPriority: 0,
     order: 'dfs',
     nodeBudget: null,

@@ -158,9 +158,9 @@ export class PostgresStore implements Store {
            SELECT $1, $2, $3, 'running', $4, $5, $6, $7, 1, id.root_id, 1, $8, $8 FROM id
            ON CONFLICT (id) DO NOTHING RETURNING root_id)
          INSERT INTO ${t.nodes} (id, run_id, parent_id, ord, key, keyed, depth, priority, order_key, version, state, input, context, traceparent, created_at, updated_at)
-         SELECT run.root_id, $1, NULL, 0, $9, false, 0, $10, CASE WHEN $6 = 'dfs' THEN -run.root_id ELSE run.root_id END, $3, 'pending', $4, $5, $11, $8, $8 FROM run
+         SELECT run.root_id, $1, NULL, 0, $9, $12, 0, $10, CASE WHEN $6 = 'dfs' THEN -run.root_id ELSE run.root_id END, $3, 'pending', $4, $5, $11, $8, $8 FROM run
          RETURNING id`,
-        [run.id, run.task, run.taskVersion, run.input, run.context, run.order, run.nodeBudget, now, run.rootKey, run.rootPriority, run.traceparent],
+        [run.id, run.task, run.taskVersion, run.input, run.context, run.order, run.nodeBudget, now, run.rootKey, run.rootPriority, run.traceparent, run.rootKeyed],
       );
       if (rows.length === 0) {
         throw new ConfigError(`A run with id ${run.id} exists already; resume it with --run ${run.id}, or choose another id.`);

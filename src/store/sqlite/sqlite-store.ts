@@ -401,8 +401,8 @@ export class SqliteStore implements Store {
       const rootId = this.#allocate(1);
       this.#stmt(
         `INSERT INTO rlm_nodes (id, run_id, parent_id, ord, key, keyed, depth, priority, order_key, version, state, input, context, traceparent, created_at, updated_at)
-         VALUES (?, ?, NULL, 0, ?, 0, 0, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)`,
-      ).run(rootId, run.id, run.rootKey, run.rootPriority, run.order === 'dfs' ? -rootId : rootId, run.taskVersion, run.input, run.context, run.traceparent, now, now);
+         VALUES (?, ?, NULL, 0, ?, ?, 0, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)`,
+      ).run(rootId, run.id, run.rootKey, run.rootKeyed ? 1 : 0, run.rootPriority, run.order === 'dfs' ? -rootId : rootId, run.taskVersion, run.input, run.context, run.traceparent, now, now);
       this.#stmt(
         `INSERT INTO rlm_runs (id, task, task_version, state, input, context, frontier_order, node_budget, node_count, root_id, n_pending, created_at, updated_at)
          VALUES (?, ?, ?, 'running', ?, ?, ?, ?, 1, ?, 1, ?, ?)`,
