@@ -1112,11 +1112,11 @@ class CommitState {
       // Every child finished already (or was shared and done): the parent may be ready for its combine now.
       this.#touched.add(parentId);
     }
-    if (cycle !== null) this.#cycle(runId, parentId, cycle);
+    if (cycle !== null) this.#cycle(runId, parentId, cycle, waits && passDead);
   }
 
   /** A child closes a dependency cycle: waiting would hang, so the parent goes to the dead-letter queue. */
-  #cycle(runId: string, parentId: number, key: string): void {
+  #cycle(runId: string, parentId: number, key: string, passDead: boolean): void {
     const error: ErrorEntry = {
       attempt: 0,
       message: `Dependency cycle: the child with key ${JSON.stringify(key)} is this node or one of its ancestors; waiting on it would never end.`,
@@ -1126,7 +1126,9 @@ class CommitState {
       worker: this.#workerId,
     };
     const s = this.#store;
-    const before = s.stmt('SELECT state FROM rlm_nodes WHERE id = ?').get(parentId) as { state: NodeState } | undefined;
+    const before = s.stmt('SELECT state, parent_id, shared FROM rlm_nodes WHERE id = ?').get(parentId) as
+      | { state: NodeState; parent_id: number | null; shared: number }
+      | undefined;
     const changed = s
       .stmt(
         "UPDATE rlm_nodes SET state = 'dead', owner = NULL, errors = json_insert(COALESCE(errors, '[]'), '$[#]', json(?)), updated_at = ? WHERE id = ? AND state IN ('waiting', 'running')",
@@ -1136,6 +1138,8 @@ class CommitState {
     if (row) {
       this.#delta(runId, row.old, -1);
       this.#delta(runId, 'dead', 1);
+      // Its waiting parents count a dead child as finished when dead children pass; otherwise they would wait forever.
+      if (passDead && before) this.#finished(parentId, before.parent_id, before.shared === 1);
     }
   }
 
