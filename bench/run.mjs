@@ -13,7 +13,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describeServer } from './lib/pg.mjs';
@@ -126,6 +126,11 @@ function sqliteRows() {
   const section = `rlm on SQLite: the whole \`rlm run\` command, spawn to exit (${n(MAIN)}-node tree)`;
   const common = { section, system: 'rlm run (SQLite)', fanout: FANOUT, timeoutMs: 10 * MINUTE };
   return [
+    async () => ({
+      ...(await rlmRow({ ...common, workload: 'one node (start-up cost)', task: 'examples/tree.ts', depth: 0, floor: null, expectResult: true })),
+      noRate: true,
+      note: 'wall time of `rlm run` on a one-node tree: node, tsx, the store; included in every rlm row',
+    }),
     () => rlmRow({ ...common, workload: 'tree walk', task: 'bench/tasks/tree-walk.ts', depth: DEPTH.main, floor: { shape: 'walk', nodes: MAIN } }),
     () => rlmRow({ ...common, workload: 'tree combine', task: 'examples/tree.ts', depth: DEPTH.main, floor: { shape: 'combine', nodes: MAIN }, expectResult: true }),
     () =>
@@ -155,8 +160,12 @@ function sqliteRows() {
 const PEER_SECTION = `durable recursion on queues and PostgreSQL (${n(PEERS)}-node tree, walk: each job spawns its children)`;
 const PEER_FLOOR = { shape: 'walk', nodes: PEERS };
 
+/** A peer too slow for the time budget stops here and reports the rate of the jobs it completed. */
+const PEER_DEADLINE_SECONDS = flags.quick ? 60 : 300;
+
 async function peerRows() {
-  const common = { section: PEER_SECTION, fanout: FANOUT, depth: DEPTH.peers, floor: PEER_FLOOR, timeoutMs: 6 * MINUTE };
+  const common = { section: PEER_SECTION, fanout: FANOUT, depth: DEPTH.peers, floor: PEER_FLOOR, timeoutMs: PEER_DEADLINE_SECONDS * 1000 + 2 * MINUTE };
+  const deadlineSeconds = PEER_DEADLINE_SECONDS;
   add(
     await rlmRow({
       ...common,
@@ -172,7 +181,7 @@ async function peerRows() {
       ...common,
       system: `BullMQ (Redis :${REDIS.port || 6379})`,
       script: 'bench/peers/bullmq.mjs',
-      options: { host: REDIS.hostname, port: Number(REDIS.port || 6379), concurrency: 32 },
+      options: { host: REDIS.hostname, port: Number(REDIS.port || 6379), concurrency: 32, deadlineSeconds },
       note: redisNote,
     }),
   );
@@ -184,7 +193,7 @@ async function peerRows() {
           ...common,
           system: 'BullMQ (private Redis, AOF)',
           script: 'bench/peers/bullmq.mjs',
-          options: { host: '127.0.0.1', port: durable.port, concurrency: 32 },
+          options: { host: '127.0.0.1', port: durable.port, concurrency: 32, deadlineSeconds },
           note: 'appendfsync always (durable)',
         }),
       );
@@ -193,8 +202,8 @@ async function peerRows() {
     }
   }
   const pgPeers = [
-    { system: 'graphile-worker 0.16 (PostgreSQL)', script: 'bench/peers/graphile-worker.mjs', options: { concurrency: 16 }, db: 'rlm_bench_graphile_worker' },
-    { system: 'pg-boss 10 (PostgreSQL)', script: 'bench/peers/pg-boss.mjs', options: { workers: 4, batchSize: 200 }, db: 'rlm_bench_pgboss' },
+    { system: 'graphile-worker 0.16 (PostgreSQL)', script: 'bench/peers/graphile-worker.mjs', options: { concurrency: 32, deadlineSeconds }, db: 'rlm_bench_graphile_worker' },
+    { system: 'pg-boss 10 (PostgreSQL)', script: 'bench/peers/pg-boss.mjs', options: { workers: 2, batchSize: 500, deadlineSeconds }, db: 'rlm_bench_pgboss' },
   ];
   for (const peer of pgPeers) {
     const row = await withDatabase(peer.db, (connectionString) => peerRow({ ...common, system: peer.system, script: peer.script, options: { ...peer.options, connectionString } }));
@@ -265,6 +274,7 @@ async function environment() {
     memoryGiB: Math.round(totalmem() / 2 ** 30),
     sqlite: new Database(':memory:').prepare('SELECT sqlite_version() AS v').get().v,
     rlm: gitDescribe(),
+    loadAtStart: loadavg()[0],
     trees: { fanout: FANOUT, main: MAIN, peers: PEERS, effect: EFFECT },
   };
   if (has('peers') || has('postgres')) {
@@ -316,13 +326,16 @@ if (has('postgres')) {
   await postgresRows();
 }
 
+env.loadAtEnd = loadavg()[0];
 computeRatios(rows);
 const table = formatTable(rows);
 const seconds = (performance.now() - started) / 1000;
 process.stdout.write(`\n${table}\n\n`);
 process.stdout.write(
   `rlm ${env.rlm}; ${env.cpus}, ${env.memoryGiB} GiB, node ${env.node}, SQLite ${env.sqlite}${env.postgres ? `, PostgreSQL ${env.postgres}` : ''}; ` +
-    `suite took ${seconds.toFixed(0)} s. × floor = nodes/s over the floor's nodes/s for the same shape and tree.\n`,
+    `suite took ${seconds.toFixed(0)} s; ` +
+    `1-minute load average ${env.loadAtStart.toFixed(1)} at the start, ${env.loadAtEnd.toFixed(1)} at the end (other work on the machine skews every row).\n` +
+    `× floor = nodes/s over the floor's nodes/s for the same shape and tree size.\n`,
 );
 const resultsFile = join(ROOT, 'bench', 'results', 'latest.json');
 writeFileSync(resultsFile, `${JSON.stringify({ env, flags: { only: [...flags.only], quick: flags.quick }, seconds, rows }, null, 2)}\n`);

@@ -37,3 +37,15 @@ export function parseArgs() {
 export function report(outcome) {
   process.stdout.write(`${JSON.stringify(outcome)}\n`);
 }
+
+/**
+ * Resolves to 'done' when `finished` does, or to 'deadline' after `seconds` (a peer too slow for the bench's time
+ * budget then reports the jobs it completed by then, marked partial). Rejects when `finished` rejects.
+ */
+export function raceDeadline(finished, seconds) {
+  let timer;
+  const deadline = new Promise((resolve) => {
+    timer = setTimeout(() => resolve('deadline'), seconds * 1000);
+  });
+  return Promise.race([finished.then(() => 'done'), deadline]).finally(() => clearTimeout(timer));
+}

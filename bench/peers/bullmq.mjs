@@ -6,9 +6,9 @@
  *   node bench/peers/bullmq.mjs '{"fanout":10,"depth":5,"host":"127.0.0.1","port":6379,"concurrency":64}'
  */
 import { Queue, Worker } from 'bullmq';
-import { parseArgs, report, treeSize } from '../lib/tree.mjs';
+import { parseArgs, raceDeadline, report, treeSize } from '../lib/tree.mjs';
 
-const { fanout, depth, host, port, concurrency = 64, prefix = 'rlm-bench' } = parseArgs();
+const { fanout, depth, host, port, concurrency = 32, prefix = 'rlm-bench', deadlineSeconds = 600 } = parseArgs();
 const expected = treeSize(fanout, depth);
 const connection = { host, port, maxRetriesPerRequest: null };
 const name = 'tree';
@@ -41,12 +41,13 @@ worker.on('error', (error) => settle.reject(error));
 const started = performance.now();
 await queue.add('node', { depth });
 void worker.run();
+let ending;
 try {
-  await finished;
+  ending = await raceDeadline(finished, deadlineSeconds);
 } finally {
-  await worker.close();
+  await worker.close(true);
 }
 const seconds = (performance.now() - started) / 1000;
 await queue.obliterate({ force: true });
 await queue.close();
-report({ nodes: completed, seconds, result: completed, settings: `concurrency ${concurrency}, addBulk per node` });
+report({ nodes: completed, seconds, partial: ending === 'deadline', settings: `concurrency ${concurrency}, addBulk per node` });

@@ -9,9 +9,9 @@
 import { EventEmitter } from 'node:events';
 import { Logger, run } from 'graphile-worker';
 import { resetSchema } from '../lib/pg.mjs';
-import { parseArgs, report, treeSize } from '../lib/tree.mjs';
+import { parseArgs, raceDeadline, report, treeSize } from '../lib/tree.mjs';
 
-const { fanout, depth, connectionString, concurrency = 16, schema = 'rlm_bench_graphile_worker' } = parseArgs();
+const { fanout, depth, connectionString, concurrency = 32, schema = 'rlm_bench_graphile_worker', deadlineSeconds = 600 } = parseArgs();
 const expected = treeSize(fanout, depth);
 const addJobs = `SELECT count(*) FROM ${schema}.add_jobs(ARRAY(SELECT json_populate_recordset(NULL::${schema}.job_spec, $1::json)))`;
 
@@ -49,11 +49,13 @@ const runner = await run({
 
 const started = performance.now();
 await runner.addJob('node', { depth });
+let ending;
+let seconds;
 try {
-  await finished;
+  ending = await raceDeadline(finished, deadlineSeconds);
+  seconds = (performance.now() - started) / 1000;
 } finally {
   await runner.stop();
 }
-const seconds = (performance.now() - started) / 1000;
 await resetSchema(connectionString, schema);
-report({ nodes: completed, seconds, result: completed, settings: `concurrency ${concurrency}, add_jobs per node, LISTEN/NOTIFY` });
+report({ nodes: completed, seconds, partial: ending === 'deadline', settings: `concurrency ${concurrency}, add_jobs per node, LISTEN/NOTIFY` });
