@@ -133,6 +133,13 @@ export async function main(argv: string[]): Promise<ExitCode> {
     .addOption(storeOption())
     .action((flags) => set(doctorCommand(flags)));
 
+  program
+    .command('ui')
+    .description('the web dashboard on 127.0.0.1: runs, live rate and frontier, the tree, node detail, the DLQ, pause/approve')
+    .addOption(storeOption())
+    .option('--port <n>', 'port on 127.0.0.1 (default 7070; 0 picks a free one)', int('--port', 0))
+    .action((flags) => set(import('./ui.js').then(({ uiCommand }) => uiCommand(flags))));
+
   try {
     await program.parseAsync(argv);
     return code;
