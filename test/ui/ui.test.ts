@@ -14,6 +14,8 @@ import { tempDir } from '../helpers/temp.js';
 const CHROMIUM = '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
 const fast = { leaseMs: 2_000, heartbeatMs: 200, pollMs: 10 };
+/** How long to wait for the page: it polls every second, and CI machines are busy. */
+const PATIENCE = { timeout: 15_000 };
 
 const tree = defineTask<{ fanout: number; depth: number }, number>({
   name: 'tree',
@@ -170,7 +172,7 @@ describe('rlm ui', () => {
       const cli = startCli(['ui', '--store', tmp.url, '--port', '0']);
       let stdout = '';
       cli.child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
-      await expect.poll(() => stdout, { timeout: 15_000 }).toMatch(/http:\/\/127\.0\.0\.1:\d+\//);
+      await expect.poll(() => stdout, PATIENCE).toMatch(/http:\/\/127\.0\.0\.1:\d+\//);
       const url = /http:\/\/127\.0\.0\.1:\d+\//.exec(stdout)![0];
       const html = await (await fetch(url)).text();
       expect(html).toContain('<title>rlm dashboard</title>');
@@ -278,34 +280,34 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
 
   it('opens a run: its counts, state and depth histogram; a live run draws its rate and frontier', async () => {
     await row('tree-done').click();
-    await expect.poll(() => text('run-title')).toBe('tree-done');
-    await expect.poll(() => page.getByTestId('count-done').locator('.n').textContent()).toBe('40');
+    await expect.poll(() => text('run-title'), PATIENCE).toBe('tree-done');
+    await expect.poll(() => page.getByTestId('count-done').locator('.n').textContent(), PATIENCE).toBe('40');
     expect(await text('run-state')).toBe('completed');
     expect(await page.getByTestId('depths').locator('rect').count()).toBe(4);
 
     await row('live').click();
-    await expect.poll(() => text('run-title')).toBe('live');
+    await expect.poll(() => text('run-title'), PATIENCE).toBe('live');
     const series = page.getByTestId('chart-rate').locator('path[data-testid=series]');
     await series.waitFor({ timeout: 10_000 });
-    await expect.poll(async () => ((await series.getAttribute('d')) ?? '').split('L').length, { timeout: 10_000 }).toBeGreaterThan(3);
+    await expect.poll(async () => ((await series.getAttribute('d')) ?? '').split('L').length, PATIENCE).toBeGreaterThan(3);
     await page.getByTestId('chart-frontier').locator('path[data-testid=series]').waitFor();
-    await expect.poll(async () => Number((await page.getByTestId('count-rate').locator('.n').textContent())?.replace(/,/g, '')), { timeout: 10_000 }).toBeGreaterThan(0);
+    await expect.poll(async () => Number((await page.getByTestId('count-rate').locator('.n').textContent())?.replace(/,/g, '')), PATIENCE).toBeGreaterThan(0);
   });
 
   it('expands the tree two levels and opens a node', async () => {
     await row('tree-done').click();
-    await expect.poll(() => text('run-title')).toBe('tree-done');
+    await expect.poll(() => text('run-title'), PATIENCE).toBe('tree-done');
     const root = page.locator('#tree > li[data-testid=tree-node]');
     const level1 = root.locator(':scope > ul > li[data-testid=tree-node]');
-    await expect.poll(() => level1.count()).toBe(3); // the root opens by itself
+    await expect.poll(() => level1.count(), PATIENCE).toBe(3); // the root opens by itself
     const first = level1.first();
-    expect(await first.locator('.counts').first().textContent()).toContain('13 done');
+    await expect.poll(() => first.locator('.counts').first().textContent(), PATIENCE).toContain('13 done');
     await first.getByTestId('twisty').first().click();
     const level2 = first.locator(':scope > ul > li[data-testid=tree-node]');
-    await expect.poll(() => level2.count()).toBe(3);
+    await expect.poll(() => level2.count(), PATIENCE).toBe(3);
     const grandchild = level2.first();
     await grandchild.getByTestId('twisty').first().click();
-    await expect.poll(() => grandchild.locator(':scope > ul > li[data-testid=tree-node]').count()).toBe(3);
+    await expect.poll(() => grandchild.locator(':scope > ul > li[data-testid=tree-node]').count(), PATIENCE).toBe(3);
     expect(await grandchild.locator('.badge').first().textContent()).toBe('done');
 
     await grandchild.getByTestId('node-key').first().click();
@@ -335,35 +337,35 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     expect(await page.getByTestId('detail-errors').textContent()).toContain('answered 404');
 
     await dlqRow.getByTestId('retry').click();
-    await expect.poll(() => text('flash')).toContain('1 node(s) sent back');
-    await expect.poll(async () => (await store.getNode(deadId))?.state).toBe('pending');
+    await expect.poll(() => text('flash'), PATIENCE).toContain('1 node(s) sent back');
+    await expect.poll(async () => (await store.getNode(deadId))?.state, PATIENCE).toBe('pending');
     await page.getByTestId('dlq').waitFor({ state: 'hidden' });
   });
 
   it('approves the parked node of a paused run', async () => {
     const { store } = f as Fixture;
     await row('alarm').click();
-    await expect.poll(() => text('pause-reason')).toContain('fan-out');
+    await expect.poll(() => text('pause-reason'), PATIENCE).toContain('fan-out');
     const parkedRow = page.getByTestId('parked-row');
     await parkedRow.waitFor();
     const parkedId = Number(await parkedRow.getAttribute('data-node'));
     expect((await store.getNode(parkedId))?.state).toBe('parked');
     await parkedRow.getByTestId('approve').click();
-    await expect.poll(async () => (await store.getNode(parkedId))?.state).toBe('pending');
+    await expect.poll(async () => (await store.getNode(parkedId))?.state, PATIENCE).toBe('pending');
     expect((await store.getRun('alarm'))?.state).toBe('running');
-    await expect.poll(() => text('run-state')).toBe('running');
+    await expect.poll(() => text('run-state'), PATIENCE).toBe('running');
   });
 
   it('pauses a run and resumes it', async () => {
     const { store } = f as Fixture;
     await row('idle').click();
-    await expect.poll(() => text('run-title')).toBe('idle');
+    await expect.poll(() => text('run-title'), PATIENCE).toBe('idle');
     await page.getByTestId('pause').click();
-    await expect.poll(async () => (await store.getRun('idle'))?.state).toBe('paused');
-    await expect.poll(() => text('run-state')).toBe('paused');
+    await expect.poll(async () => (await store.getRun('idle'))?.state, PATIENCE).toBe('paused');
+    await expect.poll(() => text('run-state'), PATIENCE).toBe('paused');
     expect(await text('pause-reason')).toContain('dashboard');
     await page.getByTestId('resume').click();
-    await expect.poll(async () => (await store.getRun('idle'))?.state).toBe('running');
+    await expect.poll(async () => (await store.getRun('idle'))?.state, PATIENCE).toBe('running');
     expect(errors).toEqual([]);
   });
 });
