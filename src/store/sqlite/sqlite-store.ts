@@ -304,11 +304,7 @@ export class SqliteStore implements Store {
   }
 
   async migrate(): Promise<void> {
-    try {
-      this.db.exec('CREATE TABLE IF NOT EXISTS rlm_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
-    } catch (error) {
-      throw this.#fail(error);
-    }
+    // A file rlm did not create is refused before anything is written to it.
     const foreign = this.#read(
       () =>
         this.db
@@ -319,6 +315,11 @@ export class SqliteStore implements Store {
     if (foreign.n > 0 && known.n === 0) {
       throw new StoreCorruptError(`The file ${this.path} is a SQLite database that rlm did not create; refusing to write to it. Point --store at another file.`);
     }
+    try {
+      this.db.exec('CREATE TABLE IF NOT EXISTS rlm_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+    } catch (error) {
+      throw this.#fail(error);
+    }
     this.#checkVersion();
     for (const migration of MIGRATIONS) {
       this.#write(() => {
@@ -327,6 +328,37 @@ export class SqliteStore implements Store {
         this.db.prepare('INSERT INTO rlm_migrations (version, applied_at) VALUES (?, ?)').run(migration.version, Date.now());
         this.db.exec(migration.sql);
       });
+    }
+    this.#checkSchema();
+  }
+
+  /**
+   * rlm's tables and indexes must be exactly those its migrations create: a damaged schema (a flipped byte in a
+   * column name) would otherwise surface later as a driver error in the middle of a commit.
+   */
+  #checkSchema(): void {
+    const list = (db: SqliteDatabase) =>
+      (db.prepare("SELECT type, name, sql FROM sqlite_master WHERE name LIKE 'rlm\\_%' ESCAPE '\\' ORDER BY name").all() as Row[]).map(
+        (row) => `${row.type} ${row.name}: ${String(row.sql ?? '').replace(/\s+/g, ' ')}`,
+      );
+    const actual = this.#read(() => list(this.db));
+    expectedSchema ??= (() => {
+      const Database = loadBetterSqlite3();
+      const memory = new Database(':memory:');
+      try {
+        memory.exec('CREATE TABLE IF NOT EXISTS rlm_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+        for (const migration of MIGRATIONS) memory.exec(migration.sql);
+        return list(memory);
+      } finally {
+        memory.close();
+      }
+    })();
+    const differs = expectedSchema.filter((line) => !actual.includes(line)).concat(actual.filter((line) => !expectedSchema?.includes(line)));
+    if (differs.length > 0) {
+      throw new StoreCorruptError(
+        `The schema of the store ${this.path} is damaged (${differs.length} table or index definitions differ from rlm's, e.g. ${differs[0]?.slice(0, 120)}). ` +
+          'rlm will not run on it: restore it from an `rlm snapshot` copy, or move it aside to start afresh.',
+      );
     }
   }
 
@@ -1209,6 +1241,9 @@ function isAncestor(s: SqliteStore, ancestorId: number, nodeId: number): boolean
   }
   return false;
 }
+
+/** rlm's schema as its migrations create it, built once in memory. */
+let expectedSchema: string[] | undefined;
 
 function loadBetterSqlite3(): new (path: string, options?: Record<string, unknown>) => SqliteDatabase {
   const require = createRequire(import.meta.url);
