@@ -110,24 +110,32 @@ function drawFlags(rng: Rng, backend: Backend): string[] {
   ];
 }
 
-function drawRound(rng: Rng, episode: Episode, options: ChaosOptions, lastKilled: boolean): Round {
-  const sqlite = episode.backend.kind === 'sqlite';
+/** A round that kills a worker early in its life (there is always work left for the next one). */
+function drawKillRound(rng: Rng, episode: Episode, lastKilled: boolean): Round {
   const effects = Object.values(episode.spec.nodes).some((n) => n.e > 0);
-  const choices: [Round, number][] = [
+  return rng.weighted<Round>([
     ['random', 3],
     ['fpCommit', 3],
     ['fpEffect', effects ? 2 : 0],
     ['fpClaim', 1],
     ['fpMisc', 1.2],
     ['allAtOnce', 1.2],
-    ['zombieStop', 1.6],
-    ['zombieTxn', 0.6],
-    ['graceful', 0.8],
     ['recovery', lastKilled ? 1.5 : 0],
-    ['snapshot', sqlite ? 0.4 : 0],
-    ['checkpoint', sqlite ? 0.4 : 0],
+  ]);
+}
+
+/** A round that may let the run finish: zombies, graceful stops, snapshots, checkpoints, PostgreSQL faults. */
+function drawFinishRound(rng: Rng, episode: Episode, options: ChaosOptions): Round {
+  const sqlite = episode.backend.kind === 'sqlite';
+  const choices: [Round, number][] = [
+    ['zombieStop', 3],
+    ['zombieTxn', 1],
+    ['graceful', 1.2],
+    ['snapshot', sqlite ? 0.8 : 0],
+    ['checkpoint', sqlite ? 0.8 : 0],
+    ['random', 1],
   ];
-  for (const round of options.pg?.rounds ?? []) choices.push([round, round === 'pgRestart' || round === 'pgBackendKill' ? 0.6 : 2]);
+  for (const round of options.pg?.rounds ?? []) choices.push([round, round === 'pgRestart' || round === 'pgBackendKill' ? 0.5 : 2.5]);
   return rng.weighted(choices);
 }
 
@@ -396,10 +404,12 @@ export async function chaosEpisode(env: EpisodeEnv, options: ChaosOptions): Prom
   try {
     episode.log.note(`workload ${spec.shape} of ${Object.keys(spec.nodes).length} nodes, combine ${spec.combine}, keyed ${spec.keyed}, flags ${episode.flags.join(' ')}`);
     await episode.quiet();
-    const rounds = options.rounds ?? faults.int(2, 6);
+    // Forced rounds first, then rounds that kill early, then one that may let the run finish.
+    const kills = options.rounds ?? faults.int(2, 5);
+    const plan: Round[] = [...force];
     let lastKilled = false;
-    for (let i = 0; i < rounds + force.length && !episode.overBudget; i++) {
-      const kind = i < force.length ? (force[i] as Round) : drawRound(faults, episode, options, lastKilled);
+    for (let i = 0; i < kills + 1 + force.length && !episode.overBudget; i++) {
+      const kind = plan[i] ?? (i < kills + force.length ? drawKillRound(faults, episode, lastKilled) : drawFinishRound(faults, episode, options));
       episode.log.note(`round ${i}: ${kind}`);
       const before = episode.procs.length;
       const finished = await round(kind, episode, faults, options);

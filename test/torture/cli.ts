@@ -9,6 +9,7 @@
  *   --parallel P    episodes at once (default 2)
  *   --report FILE   where to write the report (default torture-report.json)
  *   --keep DIR      put episode directories under DIR (kept)
+ *   --count N       only the first N episodes of the CI plan
  */
 import { writeFileSync } from 'node:fs';
 import { ciPlan, soakPlan } from './plan.js';
@@ -39,7 +40,7 @@ async function main(): Promise<number> {
     parallel: flag('parallel') ? Number(flag('parallel')) : 2,
     root: flag('keep'),
     pgUrl: process.env.RLM_TEST_DATABASE_URL ?? null,
-    plan: () => (tier === 'ci' ? ciPlan() : soakPlan(baseSeed)),
+    plan: async (ctx) => (tier === 'ci' ? (await ciPlan(ctx)).slice(0, flag('count') ? Number(flag('count')) : undefined) : soakPlan(ctx)),
     replay: (index) =>
       `RLM_TORTURE_SEED=${seedText} npm run torture -- --episode ${index}${tier === 'soak' ? ` --minutes ${minutes}` : ''}`,
   });

@@ -4,7 +4,7 @@
  * files and prints the one line that replays it. The CI tier runs a fixed plan; the soak tier draws episodes
  * until its time is up. Both write the same report.
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { episodeDir, type EpisodeEnv } from './episode.js';
@@ -20,6 +20,8 @@ export interface SuiteContext {
   /** Where episode directories go. */
   root: string;
   log: (line: string) => void;
+  /** A resource shared by episodes (a template database, a private cluster), made once and cleaned up at the end. */
+  shared<T>(name: string, create: () => Promise<T>, destroy?: (value: T) => Promise<void>): Promise<T>;
 }
 
 export interface PlanItem {
@@ -36,7 +38,7 @@ export interface SuiteOptions {
   baseSeed: number;
   tier: 'ci' | 'soak';
   /** The plan: a list (CI) or a function of the episode number (soak, endless). */
-  plan: (ctx: SuiteContext) => PlanItem[] | ((index: number) => PlanItem);
+  plan: (ctx: SuiteContext) => Promise<PlanItem[] | ((index: number) => PlanItem)>;
   /** Only this episode (a replay). */
   episode?: number;
   /** Soak: stop starting episodes after this long. */
@@ -53,11 +55,39 @@ export interface SuiteOptions {
 export async function runSuite(options: SuiteOptions): Promise<Report> {
   const started = performance.now();
   const report = emptyReport(options.baseSeed, options.tier);
-  const root = options.root ?? join(tmpdir(), `rlm-torture-${process.pid}`);
+  // Episode stores live on tmpfs when there is one: kills do not depend on the disk, and power loss is emulated
+  // by cutting the WAL (D1), so fsync costs nothing the suite needs.
+  const root = options.root ?? join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), `rlm-torture-${process.pid}`);
   mkdirSync(root, { recursive: true });
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const ctx: SuiteContext = { report, baseSeed: options.baseSeed, tier: options.tier, pgUrl: options.pgUrl ?? null, root, log };
-  const plan = options.plan(ctx);
+  const resources = new Map<string, Promise<unknown>>();
+  const cleanups: (() => Promise<void>)[] = [];
+  const ctx: SuiteContext = {
+    report,
+    baseSeed: options.baseSeed,
+    tier: options.tier,
+    pgUrl: options.pgUrl ?? null,
+    root,
+    log,
+    shared<T>(name: string, create: () => Promise<T>, destroy?: (value: T) => Promise<void>): Promise<T> {
+      let made = resources.get(name) as Promise<T> | undefined;
+      if (!made) {
+        made = create();
+        resources.set(name, made);
+        if (destroy) cleanups.push(async () => destroy(await made as T));
+      }
+      return made;
+    },
+  };
+  try {
+    return await runPlan(options, ctx, await options.plan(ctx), started);
+  } finally {
+    for (const cleanup of cleanups.reverse()) await cleanup().catch((error: unknown) => log(`cleanup failed: ${(error as Error)?.message}`));
+  }
+}
+
+async function runPlan(options: SuiteOptions, ctx: SuiteContext, plan: PlanItem[] | ((index: number) => PlanItem), started: number): Promise<Report> {
+  const { report, root, log } = ctx;
   const itemAt = (index: number): PlanItem | undefined => (Array.isArray(plan) ? plan[index] : plan(index));
   const count = Array.isArray(plan) ? plan.length : Number.POSITIVE_INFINITY;
   const deadline = options.minutes ? Date.now() + options.minutes * 60_000 : Number.POSITIVE_INFINITY;
@@ -81,7 +111,7 @@ export async function runSuite(options: SuiteOptions): Promise<Report> {
     else report.episodes.sqlite++;
     const ms = Math.round(performance.now() - t0);
     if (problems.length === 0) {
-      rmSync(dir, { recursive: true, force: true });
+      if (!process.env.RLM_TORTURE_KEEP) rmSync(dir, { recursive: true, force: true });
       log(`ok   #${index} ${item.kind} (${ms} ms)`);
       return;
     }
