@@ -6,9 +6,15 @@ import { NotSerializableError } from './errors.js';
  * of the bad value, rather than discovered at a later read.
  */
 export function encode(value: unknown, what: string): string {
-  const problem = findUnserializable(value, '$', new Set());
-  if (problem) throw new NotSerializableError(`${what} cannot be stored as JSON: ${problem.reason} at ${problem.path}.`, problem.path);
-  return JSON.stringify(value) ?? 'null';
+  try {
+    const problem = findUnserializable(value, '$', new Set());
+    if (problem) throw new NotSerializableError(`${what} cannot be stored as JSON: ${problem.reason} at ${problem.path}.`, problem.path);
+    return JSON.stringify(value) ?? 'null';
+  } catch (error) {
+    // Nesting deep enough to exhaust the stack is refused like any value JSON cannot hold, not left to crash.
+    if (error instanceof RangeError) throw new NotSerializableError(`${what} cannot be stored as JSON: it is nested too deeply.`, '$');
+    throw error;
+  }
 }
 
 /** Like `encode`, but `undefined` stays absent (null in the store). */
