@@ -10,6 +10,7 @@
  *   --report FILE   where to write the report (default torture-report.json)
  *   --keep DIR      put episode directories under DIR (kept)
  *   --count N       only the first N episodes of the CI plan
+ *   --kind REGEX    only the episodes whose kind matches (numbers stay those of the whole plan)
  */
 import { writeFileSync } from 'node:fs';
 import { ciPlan, soakPlan } from './plan.js';
@@ -40,7 +41,12 @@ async function main(): Promise<number> {
     parallel: flag('parallel') ? Number(flag('parallel')) : 2,
     root: flag('keep'),
     pgUrl: process.env.RLM_TEST_DATABASE_URL ?? null,
-    plan: async (ctx) => (tier === 'ci' ? (await ciPlan(ctx)).slice(0, flag('count') ? Number(flag('count')) : undefined) : soakPlan(ctx)),
+    plan: async (ctx) => {
+      if (tier !== 'ci') return soakPlan(ctx);
+      const kinds = flag('kind') ? new RegExp(flag('kind') as string) : null;
+      // --kind keeps episode numbers: the others are skipped, not removed.
+      return (await ciPlan(ctx)).slice(0, flag('count') ? Number(flag('count')) : undefined).map((item) => (kinds && !kinds.test(item.kind) ? { ...item, skip: true } : item));
+    },
     replay: (index) =>
       `RLM_TORTURE_SEED=${seedText} npm run torture -- --episode ${index}${tier === 'soak' ? ` --minutes ${minutes}` : ''}`,
   });

@@ -4,6 +4,7 @@
  * one episode of it. PostgreSQL episodes join the plan only when the PostgreSQL store works.
  */
 import { chaosEpisode, type Round } from './chaos.js';
+import { badInputs } from './bad-inputs.js';
 import { corruptFixed, corruptFuzz } from './corrupt.js';
 import corpus from './corpus.json' with { type: 'json' };
 import { postgresBackend, sqliteBackend } from './episode.js';
@@ -88,6 +89,7 @@ export function corpusItems(): PlanItem[] {
       const k = entry.k ?? 1;
       return { kind: `corpus-sweep-${phase}-${k}`, seed, budgetMs: 60_000, run: (env) => sweepEpisode(env, sqliteBackend(env.dir), phase, k) };
     }
+    if (entry.kind === 'bad-inputs') return { kind: 'corpus-bad-inputs', seed, budgetMs: 180_000, run: (env) => badInputs(env, { codecRuns: 600, runFuzz: 150 }) };
     if (entry.kind === 'corrupt-fixed') return { kind: 'corpus-corrupt-fixed', seed, budgetMs: 120_000, run: (env) => corruptFixed(env) };
     if (entry.kind === 'corrupt-fuzz') return { kind: 'corpus-corrupt-fuzz', seed, budgetMs: 120_000, run: (env) => corruptFuzz(env, 200) };
     throw new Error(`corpus.json: unknown kind ${entry.kind}`);
@@ -110,6 +112,8 @@ export interface PlanOptions {
   cluster?: number;
   sweep?: boolean;
   fuzz?: number;
+  codecRuns?: number;
+  runFuzz?: number;
 }
 
 export async function ciPlan(ctx: SuiteContext, options: PlanOptions = {}): Promise<PlanItem[]> {
@@ -118,6 +122,7 @@ export async function ciPlan(ctx: SuiteContext, options: PlanOptions = {}): Prom
   if (pg && PrivateCluster.available()) {
     for (let i = 0; i < (options.cluster ?? 3); i++) items.push(clusterPg([i % 2 === 0 ? 'pgRestart' : 'pgBackendKill']));
   }
+  items.push({ kind: 'bad-inputs', budgetMs: 180_000, run: (env) => badInputs(env, { codecRuns: options.codecRuns ?? 600, runFuzz: options.runFuzz ?? 150 }) });
   items.push({ kind: 'corrupt-fixed', budgetMs: 120_000, run: (env) => corruptFixed(env) });
   items.push({ kind: 'corrupt-fuzz', budgetMs: 120_000, run: (env) => corruptFuzz(env, options.fuzz ?? 200) });
   if (options.sweep !== false) items.push(...sweepItems());

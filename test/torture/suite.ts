@@ -30,6 +30,8 @@ export interface PlanItem {
   seed?: number;
   /** Runs alone (PostgreSQL episodes, timing-sensitive ones). */
   exclusive?: boolean;
+  /** Left out of this run (filtered by kind), its number kept. */
+  skip?: boolean;
   budgetMs: number;
   run(env: EpisodeEnv, ctx: SuiteContext): Promise<string[]>;
 }
@@ -137,6 +139,7 @@ async function runPlan(options: SuiteOptions, ctx: SuiteContext, plan: PlanItem[
       log(`no episode ${index} in this plan`);
       break;
     }
+    if (item.skip) continue;
     if (item.exclusive) {
       await Promise.all(running);
       await launch(index, item);
