@@ -175,15 +175,18 @@ async function peerRows() {
       note: 'for comparison',
     }),
   );
-  const redisNote = await describeRedis(REDIS);
+  const redis = await describeRedis(REDIS);
+  const bullmq = `BullMQ (Redis :${REDIS.port || 6379})`;
   add(
-    await peerRow({
-      ...common,
-      system: `BullMQ (Redis :${REDIS.port || 6379})`,
-      script: 'bench/peers/bullmq.mjs',
-      options: { host: REDIS.hostname, port: Number(REDIS.port || 6379), concurrency: 32, deadlineSeconds },
-      note: redisNote,
-    }),
+    redis.error
+      ? { ...common, workload: 'tree walk', system: bullmq, nodes: PEERS, seconds: null, rssMb: null, status: 'error', note: `error: ${redis.error}` }
+      : await peerRow({
+          ...common,
+          system: bullmq,
+          script: 'bench/peers/bullmq.mjs',
+          options: { host: REDIS.hostname, port: Number(REDIS.port || 6379), concurrency: 32, deadlineSeconds },
+          note: redis.note,
+        }),
   );
   const durable = await startDurableRedis();
   if (durable) {
@@ -239,17 +242,20 @@ async function postgresRows() {
   }
 }
 
+/** Redis's persistence settings, or { error } when it cannot be reached (one attempt, no reconnecting). */
 async function describeRedis(url) {
+  const { Redis } = await import('ioredis');
+  const client = new Redis({ host: url.hostname, port: Number(url.port || 6379), lazyConnect: true, connectTimeout: 3_000, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  client.on('error', () => {});
   try {
-    const { Redis } = await import('ioredis');
-    const client = new Redis({ host: url.hostname, port: Number(url.port || 6379), lazyConnect: true, maxRetriesPerRequest: 1 });
     await client.connect();
     const [, appendonly] = await client.config('GET', 'appendonly');
     const [, save] = await client.config('GET', 'save');
-    client.disconnect();
-    return appendonly === 'yes' ? 'appendonly yes' : `appendonly no, save '${save}'${save ? '' : ': not durable'}`;
+    return { note: appendonly === 'yes' ? 'appendonly yes' : `appendonly no, save '${save}'${save ? '' : ': not durable'}` };
   } catch (error) {
-    return `Redis config unknown (${error.message})`;
+    return { error: `Redis at ${url.host} unreachable: ${error.message}` };
+  } finally {
+    client.disconnect();
   }
 }
 

@@ -6,12 +6,18 @@
  *   node bench/peers/bullmq.mjs '{"fanout":10,"depth":5,"host":"127.0.0.1","port":6379,"concurrency":64}'
  */
 import { Queue, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
 import { parseArgs, raceDeadline, report, treeSize } from '../lib/tree.mjs';
 
 const { fanout, depth, host, port, concurrency = 32, prefix = 'rlm-bench', deadlineSeconds = 600 } = parseArgs();
 const expected = treeSize(fanout, depth);
 const connection = { host, port, maxRetriesPerRequest: null };
 const name = 'tree';
+// Fail fast on an unreachable Redis: BullMQ's own connections would retry forever.
+const probe = new Redis({ host, port, lazyConnect: true, connectTimeout: 3_000, maxRetriesPerRequest: 0, retryStrategy: () => null });
+probe.on('error', () => {});
+await probe.connect();
+probe.disconnect();
 const queue = new Queue(name, { connection, prefix });
 await queue.obliterate({ force: true });
 
