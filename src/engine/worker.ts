@@ -344,11 +344,16 @@ export class Worker {
     return true;
   }
 
+  /** Nodes this worker holds in memory: with peers, only enough to stay busy; the rest is shared through the store. */
+  #room(): number {
+    return this.#peers > 0 ? Math.min(this.#o.windowSize, this.#o.concurrency * 4) : this.#o.windowSize;
+  }
+
   async #claim(): Promise<number> {
     const nodes = await this.#store.claimNodes(
       this.#id,
       { task: this.#task.name, maxVersion: this.#task.version, runIds: this.#runIds },
-      Math.max(1, Math.min(this.#o.claimBatch, this.#o.windowSize - this.#window.size)),
+      Math.max(1, Math.min(this.#o.claimBatch, this.#room() - this.#window.size)),
     );
     this.stats.claimed += nodes.length;
     // The store returns the best first; a stack pops the last pushed, so push in reverse.
@@ -953,9 +958,7 @@ export class Worker {
         const error = new RlmError(`Child at depth ${depth} is deeper than limits.maxDepth (${task.limits.maxDepth}).`, 'DEPTH');
         return dead(error, task.depthPolicy === 'park' ? 'parked' : 'dead');
       }
-      // With peers, keep only enough born-leased children to stay busy and share the rest through the store.
-      const room = this.#peers > 0 ? Math.min(this.#o.windowSize, this.#o.concurrency * 2) : this.#o.windowSize;
-      if (this.#stopping || this.#window.size + born.length + this.#limbo.size >= room) {
+      if (this.#stopping || this.#window.size + born.length + this.#limbo.size >= this.#room()) {
         row.state = 'pending';
         return row;
       }

@@ -2,18 +2,30 @@ import { ConfigError } from '../engine/errors.js';
 import type { Store } from './store.js';
 
 /** Hides the password of a connection string, for logs, errors and status output. */
-export function redactUrl(url: string): string {
-  return url.replace(/^(\w+:\/\/[^:/@]*:)[^@]*@/, '$1***@').replace(/([?&]password=)[^&]*/i, '$1***');
+export function redactUrl(text: string): string {
+  // Anywhere in the text: driver errors quote the URL in the middle of a sentence.
+  return text.replace(/(\b[a-z][\w+.-]*:\/\/[^:/@\s]*:)[^@\s]*@/gi, '$1***@').replace(/([?&]password=)[^&\s]*/gi, '$1***');
 }
 
 /**
- * Opens the store a URL names: `sqlite:<path>` (or a bare path ending in .db) or `postgres://…`.
+ * Opens the store a URL names: `sqlite:<path>` (or a bare path ending in .db) or `postgres://…[?schema=NAME]`.
  * Drivers load on demand, so a SQLite user never loads `pg` and the other way round.
  */
 export async function openStore(url: string, options: { mustExist?: boolean } = {}): Promise<Store> {
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
+    // `?schema=NAME` picks the schema of rlm's tables (one database can hold several deployments).
+    let connectionString = url;
+    let schema: string | undefined;
+    try {
+      const parsed = new URL(url);
+      schema = parsed.searchParams.get('schema') ?? undefined;
+      parsed.searchParams.delete('schema');
+      connectionString = parsed.toString();
+    } catch {
+      throw new ConfigError(`The store URL \`${redactUrl(url)}\` is not a valid postgres:// URL.`);
+    }
     const { PostgresStore } = await import('./postgres/postgres-store.js');
-    return new PostgresStore({ connectionString: url });
+    return new PostgresStore({ connectionString, schema });
   }
   if (url.startsWith('sqlite:') || url.endsWith('.db') || url.endsWith('.sqlite')) {
     const path = url.startsWith('sqlite://') ? url.slice('sqlite://'.length) : url.startsWith('sqlite:') ? url.slice('sqlite:'.length) : url;

@@ -26,6 +26,7 @@ export interface PgClient {
   release(destroy?: Error | boolean): void;
   escapeLiteral(text: string): string;
   readonly processID: number | null;
+  on(event: 'error', listener: (error: Error) => void): unknown;
 }
 
 /** The part of pg's Pool that PostgresStore uses. */
@@ -184,10 +185,15 @@ export class Session {
         // A session stuck in a transaction (a frozen worker, a network partition) must not hold its row
         // locks forever. Durability of a commit is the point of the store: synchronous_commit stays on.
         // JIT compiling the large one-statement commits costs far more than it saves.
-        onConnect: (client: PgClient) =>
-          client.query(
+        onConnect: (client: PgClient) => {
+          // A checked-out client whose backend is terminated between queries emits 'error' with no pool
+          // listener attached; the query in flight (or the next one) fails and is retried, so the event is
+          // only noise, but unheard it would crash the process.
+          client.on('error', () => undefined);
+          return client.query(
             `SET idle_in_transaction_session_timeout = ${Math.max(0, Math.trunc(this.#config.idleInTransactionTimeoutMs))}; SET synchronous_commit = on; SET jit = off`,
-          ),
+          );
+        },
       });
       // An idle client whose connection breaks (a server restart) is dropped from the pool; without a
       // listener, pg's 'error' event would crash the process.
