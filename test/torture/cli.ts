@@ -6,19 +6,19 @@
  *   --seed S        base seed (0x…, a number, or random); default RLM_TORTURE_SEED or 0xC0FFEE
  *   --minutes M     soak: run episodes for M minutes
  *   --episode N     run only episode N
- *   --parallel P    episodes at once (default 2)
+ *   --parallel P    episodes at once (default 3)
  *   --report FILE   where to write the report (default torture-report.json)
  *   --keep DIR      put episode directories under DIR (kept)
  *   --count N       only the first N episodes of the CI plan
  *   --kind REGEX    only the episodes whose kind matches (numbers stay those of the whole plan)
  */
 import { writeFileSync } from 'node:fs';
+import { CI_SEED } from './ci-seed.js';
 import { ciPlan, soakPlan } from './plan.js';
 import { hexSeed, parseSeed } from './random.js';
 import { summarize } from './report.js';
 import { runSuite } from './suite.js';
 
-export const CI_SEED = 0xc0ffee;
 
 function flag(name: string): string | undefined {
   const at = process.argv.indexOf(`--${name}`);
@@ -38,7 +38,7 @@ async function main(): Promise<number> {
     tier,
     minutes,
     episode,
-    parallel: flag('parallel') ? Number(flag('parallel')) : 2,
+    parallel: flag('parallel') ? Number(flag('parallel')) : 3,
     root: flag('keep'),
     pgUrl: process.env.RLM_TEST_DATABASE_URL ?? null,
     plan: async (ctx) => {

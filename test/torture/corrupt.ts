@@ -252,7 +252,7 @@ export async function corruptFuzz(env: EpisodeEnv, cases: number): Promise<strin
       files.push(path);
     }
     const list = join(env.dir, 'cases.json');
-    writeFileSync(list, JSON.stringify({ module: episode.modulePath, runId: episode.runId, timeoutMs: 8_000, files }));
+    writeFileSync(list, JSON.stringify({ module: episode.modulePath, runId: episode.runId, timeoutMs: 2_500, files }));
     const child = episode.command([list], { script: CHILD, label: 'fuzz' });
     await episode.settle([child]);
     const problems: string[] = [];

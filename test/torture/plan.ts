@@ -3,13 +3,17 @@
  * an endless mix from the episode number. Episode numbers are stable for a given plan, so a replay line names
  * one episode of it. PostgreSQL episodes join the plan only when the PostgreSQL store works.
  */
+import { join } from 'node:path';
 import { chaosEpisode, type Round } from './chaos.js';
 import { badInputs } from './bad-inputs.js';
 import { corruptFixed, corruptFuzz } from './corrupt.js';
+import { ioLoop, ioWorkers } from './io-sweep.js';
+import { modelTest } from './model.js';
 import corpus from './corpus.json' with { type: 'json' };
 import { postgresBackend, sqliteBackend } from './episode.js';
 import { pgFaults, PrivateCluster, templateDatabase } from './pg-faults.js';
 import { parseSeed, Rng } from './random.js';
+import type { EpisodeEnv } from './episode.js';
 import type { PlanItem, SuiteContext } from './suite.js';
 import { SWEEP_OCCURRENCES, SWEEP_PHASES, sweepEpisode } from './sweep.js';
 
@@ -114,6 +118,37 @@ export interface PlanOptions {
   fuzz?: number;
   codecRuns?: number;
   runFuzz?: number;
+  ioInjections?: number;
+  modelRuns?: number;
+}
+
+/** The Store API model test (model.ts) as one episode, on SQLite or on a fresh PostgreSQL schema. */
+async function modelEpisode(env: EpisodeEnv, backend: 'sqlite' | 'postgres', runs: number, ctx?: SuiteContext): Promise<string[]> {
+  const { SqliteStore } = await import('../../src/store/sqlite/sqlite-store.js');
+  const { PostgresStore } = await import('../../src/store/postgres/postgres-store.js');
+  const schema = `rlm_torture_model_${process.pid}_${env.index}`;
+  const pgUrl = ctx?.pgUrl;
+  const open =
+    backend === 'sqlite'
+      ? async () => new SqliteStore({ path: join(env.dir, 'model.db') })
+      : async () => new PostgresStore({ connectionString: pgUrl as string, schema, poolSize: 2, applicationName: 'torture-model' });
+  try {
+    const result = await modelTest({ open, numRuns: runs, seed: env.seed, deadline: Date.now() + env.budgetMs - 10_000 });
+    if (backend === 'sqlite') env.report.model.sqliteRuns += result.runs;
+    else env.report.model.postgresRuns += result.runs;
+    env.report.model.commands += result.commands;
+    env.report.model.fencedChecked += result.fenced;
+    return [];
+  } catch (error) {
+    return [`model test on ${backend}: ${(error as Error).message.split('\n').slice(0, 6).join(' ')}`, String((error as Error).cause ?? '').slice(0, 600)];
+  } finally {
+    if (backend === 'postgres' && pgUrl) {
+      const { adminClient } = await import('./episode.js');
+      const admin = await adminClient(pgUrl);
+      await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
+      await admin.end();
+    }
+  }
 }
 
 export async function ciPlan(ctx: SuiteContext, options: PlanOptions = {}): Promise<PlanItem[]> {
@@ -123,6 +158,21 @@ export async function ciPlan(ctx: SuiteContext, options: PlanOptions = {}): Prom
     for (let i = 0; i < (options.cluster ?? 3); i++) items.push(clusterPg([i % 2 === 0 ? 'pgRestart' : 'pgBackendKill']));
   }
   items.push({ kind: 'bad-inputs', budgetMs: 180_000, run: (env) => badInputs(env, { codecRuns: options.codecRuns ?? 600, runFuzz: options.runFuzz ?? 150 }) });
+  items.push({ kind: 'io-workers', budgetMs: 120_000, run: (env) => ioWorkers(env) });
+  const loops: [Parameters<typeof ioLoop>[1]['phase'], string, boolean][] = [
+    ['store.call', 'SQLITE_IOERR', false],
+    ['store.call', 'SQLITE_IOERR_FSYNC', true],
+    ['store.call', 'SQLITE_FULL', false],
+    ['commit.beforeCommit', 'SQLITE_IOERR', false],
+    ['commit.beforeCommit', 'SQLITE_FULL', true],
+    ['claim.beforeCommit', 'SQLITE_IOERR', false],
+    ['claim.beforeUpdate', 'SQLITE_IOERR_FSYNC', false],
+  ];
+  for (const [phase, code, onward] of loops) {
+    items.push({ kind: `io-loop-${phase}-${code}`, budgetMs: 150_000, run: (env) => ioLoop(env, { phase, code, onward, maxInjections: options.ioInjections ?? 200 }) });
+  }
+  items.push({ kind: 'model-sqlite', budgetMs: 120_000, run: (env) => modelEpisode(env, 'sqlite', options.modelRuns ?? 300) });
+  if (pg) items.push({ kind: 'model-pg', budgetMs: 150_000, run: (env, c) => modelEpisode(env, 'postgres', options.modelRuns ?? 300, c) });
   items.push({ kind: 'corrupt-fixed', budgetMs: 120_000, run: (env) => corruptFixed(env) });
   items.push({ kind: 'corrupt-fuzz', budgetMs: 120_000, run: (env) => corruptFuzz(env, options.fuzz ?? 200) });
   if (options.sweep !== false) items.push(...sweepItems());

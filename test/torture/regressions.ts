@@ -1,0 +1,109 @@
+/**
+ * Minimal reproductions of the bugs the torture suite found, run in-process in a few milliseconds each, so a
+ * regression points at its cause before any episode needs replaying. Each returns null when rlm behaves, or
+ * what went wrong. (corpus.json keeps the seeds of the episodes that found them.)
+ */
+import { join } from 'node:path';
+import { type Engine, openEngine } from '../../src/engine/engine.js';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import type { Task, TaskContext } from '../../src/task.js';
+
+async function withEngine<T>(dir: string, name: string, fn: (engine: Engine, store: SqliteStore) => Promise<T>, options = {}): Promise<T> {
+  const store = new SqliteStore({ path: join(dir, `${name}.db`) });
+  const engine = await openEngine({ store, leaseMs: 2_000, heartbeatMs: 200, pollMs: 5, ...options });
+  try {
+    return await fn(engine, store);
+  } finally {
+    await engine.close();
+    await store.close();
+  }
+}
+
+function dag(name: string, edges: Record<string, string[]>, extra: Partial<Task> = {}): Task {
+  return {
+    name,
+    key: (input: { id: string }) => input.id,
+    ...extra,
+    run: async (input: { id: string }) => {
+      // The shared child finishes later than its first parent's group, so the second parent meets it unfinished.
+      if (input.id === 'b') await new Promise((resolve) => setTimeout(resolve, 60));
+      const children = edges[input.id] ?? [];
+      return children.length > 0 ? { children: children.map((id) => ({ input: { id } })) } : { result: 1 };
+    },
+    combine: (_input: unknown, results: unknown[]) => results.reduce((sum: number, r) => sum + (typeof r === 'number' ? r : 100), 1),
+  } as Task;
+}
+
+export const REGRESSIONS: { name: string; check(dir: string): Promise<string | null> }[] = [
+  {
+    name: 'a keyed child listed twice by one parent, already created by another, is one child of it (the parent used to wait forever)',
+    check: (dir) =>
+      withEngine(
+        dir,
+        'dup-key',
+        async (engine) => {
+          const out = await (await engine.start(dag('dup', { a: ['b', 'c'], c: ['b', 'b'] }), { id: 'a' })).done;
+          return out.state === 'completed' && out.result === 4 ? null : `the run ended ${out.state} with ${out.result}`;
+        },
+        { commitEverySteps: 1 },
+      ),
+  },
+  {
+    name: "a node dead-lettered for closing a cycle counts as finished for its parent under deadChildren 'pass'",
+    check: (dir) =>
+      withEngine(dir, 'cycle-pass', async (engine) => {
+        const out = await (await engine.start(dag('cycle', { a: ['b', 'c'], c: ['a'] }, { deadChildren: 'pass' }), { id: 'a' })).done;
+        return out.state === 'completed' && out.result === 102 ? null : `the run ended ${out.state} with ${out.result}`;
+      }),
+  },
+  {
+    name: "a keyed task's root is keyed: a descendant with the root's key is the root (a cycle), not a second root",
+    check: (dir) =>
+      withEngine(dir, 'root-key', async (engine, store) => {
+        const out = await (await engine.start(dag('rootkey', { a: ['b'], b: ['a'] }), { id: 'a' })).done;
+        const keys = (await store.listNodes(out.runId, {})).map((n) => n.key).sort();
+        return JSON.stringify(keys) === '["a","b"]' ? null : `nodes ${JSON.stringify(keys)}`;
+      }),
+  },
+  {
+    name: 'the records a step emitted before its fan-out alarm are not committed twice once it is approved',
+    check: (dir) =>
+      withEngine(dir, 'alarm-emits', async (engine, store) => {
+        const task: Task = {
+          name: 'alarm',
+          limits: { maxChildren: 2 },
+          run: (input: { leaf?: boolean }, ctx: TaskContext) => {
+            if (input.leaf) return { result: 1 };
+            ctx.emit({ from: 'root' });
+            return { children: [1, 2, 3].map(() => ({ input: { leaf: true } })) };
+          },
+        };
+        const handle = await engine.start(task, {});
+        const first = await handle.done;
+        if (first.state !== 'paused') return `the fan-out did not pause the run (${first.state})`;
+        await store.decideParked(handle.runId, 'all', 'approve');
+        const out = await (await engine.resume(task, handle.runId)).done;
+        const records = await store.readEmits(handle.runId, 0, 100);
+        return out.state === 'completed' && records.length === 1 ? null : `${records.length} records from one step, run ${out.state}`;
+      }),
+  },
+  {
+    name: 'a child sees the same input on its first attempt as on its retry (-0, undefined fields)',
+    check: (dir) =>
+      withEngine(dir, 'same-input', async (engine) => {
+        const seen: string[] = [];
+        const task: Task = {
+          name: 'same-input',
+          limits: { maxAttempts: 3, backoffMs: 1, maxBackoffMs: 2 },
+          run(input: { child?: boolean; x?: number; u?: undefined }, ctx: TaskContext) {
+            if (!input.child) return { children: [{ input: { child: true, x: -0, u: undefined } }] };
+            seen.push(`x is -0: ${Object.is(input.x, -0)}, has u: ${'u' in input}`);
+            if (ctx.attempt === 1) throw new Error('first attempt fails');
+            return { result: 1 };
+          },
+        };
+        await (await engine.start(task, {})).done;
+        return seen[0] === seen[1] ? null : `attempt 1 saw {${seen[0]}}, its retry {${seen[1]}}`;
+      }),
+  },
+];
