@@ -9,11 +9,14 @@ export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const RLM_BIN = join(ROOT, 'bin', 'rlm.mjs');
 const PROBE = pathToFileURL(fileURLToPath(new URL('../rss-probe.mjs', import.meta.url))).href;
 
-/** Process groups still running, killed if the bench itself is interrupted. */
-const live = new Set();
+/** Process groups still running (pid → their RSS file), killed if the bench itself is interrupted. */
+const live = new Map();
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.on(signal, () => {
-    for (const pid of live) killGroup(pid, 'SIGKILL');
+    for (const [pid, rssFile] of live) {
+      killGroup(pid, 'SIGKILL');
+      rmSync(rssFile, { force: true });
+    }
     process.stderr.write(`\nbench: ${signal}; killed ${live.size} running process group(s).\n`);
     process.exit(130);
   });
@@ -46,7 +49,7 @@ export function measure(args, { env = {}, timeoutMs = 600_000, onSpawn } = {}) {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, RLM_NO_PROGRESS: '1', ...env, NODE_OPTIONS: nodeOptions, RLM_BENCH_RSS_FILE: rssFile },
     });
-    live.add(child.pid);
+    live.set(child.pid, rssFile);
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (chunk) => {
