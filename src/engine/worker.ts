@@ -407,6 +407,8 @@ export class Worker {
   /** Starts steps while there is room. A suspect runs alone. */
   #fill(): void {
     if (this.#stopping || this.#isolating) return;
+    // Backpressure: a full group waits for the commit in progress, so memory stays bounded by one group.
+    if (this.#committing && this.#opSteps >= this.#o.commitEverySteps) return;
     if (this.#suspects.length > 0) {
       if (this.#inflight > 0) return;
       this.#afterSuspects = true;
@@ -526,6 +528,9 @@ export class Worker {
         deferred.reject(error);
         this.#die(error);
       } finally {
+        // Steps and commits can run on promise callbacks alone, which never let timers fire: give the event
+        // loop one full turn per group so heartbeats, the memory check and progress output keep their pace.
+        await new Promise<void>((resolve) => setImmediate(resolve));
         this.#committing = null;
         this.#signal();
       }
