@@ -294,6 +294,14 @@ async function environment() {
   return env;
 }
 
+/** Baseline sections first, then the rest; rows keep their order within a section. */
+function printOrder(list) {
+  const first = new Map();
+  list.forEach((row, i) => first.has(row.section) || first.set(row.section, i));
+  const rank = (row) => (row.section.startsWith('baselines') ? 0 : 1) * list.length + first.get(row.section);
+  return list.map((row, i) => ({ row, i })).sort((a, b) => rank(a.row) - rank(b.row) || a.i - b.i).map(({ row }) => row);
+}
+
 // ---------------------------------------------------------------- main
 
 const started = performance.now();
@@ -301,28 +309,30 @@ const env = await environment();
 heading(`${flags.quick ? 'quick' : 'full'} run of ${[...flags.only].join(', ')} on ${env.cpus}, node ${env.node}`);
 mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
 
-if (has('memory') || has('floor') || has('sqlite')) {
-  heading('baselines');
-  if (has('memory') || has('sqlite')) {
-    await memoryRow('walk', DEPTH.main);
-    await memoryRow('combine', DEPTH.main);
-  }
-  if (has('floor') || has('sqlite')) {
-    await floorRow('walk', DEPTH.main);
-    await floorRow('combine', DEPTH.main);
-    await floorRow('effect', DEPTH.effect);
-  }
+// Each floor runs just before the rlm rows measured against it, so both see the machine in the same state;
+// the table still prints the baselines first.
+if (has('memory') || has('sqlite')) {
+  heading('in-memory upper bound');
+  await memoryRow('walk', DEPTH.main);
+  await memoryRow('combine', DEPTH.main);
 }
-if (has('peers') || has('postgres')) await floorRow('walk', DEPTH.peers);
-
-if (has('sqlite')) {
-  heading('rlm on SQLite');
-  for (const row of sqliteRows()) add(await row());
+const [startup, walk, combine, keyed, effect] = has('sqlite') ? sqliteRows() : [];
+if (has('floor') || has('sqlite')) {
+  heading(has('sqlite') ? 'floors, each followed by the rlm rows measured against it' : 'floors');
+  await floorRow('walk', DEPTH.main);
+  if (startup) add(await startup());
+  if (walk) add(await walk());
+  await floorRow('combine', DEPTH.main);
+  if (combine) add(await combine());
+  if (keyed) add(await keyed());
+  await floorRow('effect', DEPTH.effect);
+  if (effect) add(await effect());
 }
 if (has('resume')) {
   heading('resume latency');
   add(await resumeRow({ section: `resume (${n(MAIN)}-node tree with combine)`, task: 'examples/tree.ts', fanout: FANOUT, depth: DEPTH.main, timeoutMs: 10 * MINUTE }));
 }
+if (has('peers') || has('postgres')) await floorRow('walk', DEPTH.peers);
 if (has('peers')) {
   heading('peers');
   await peerRows();
@@ -334,7 +344,7 @@ if (has('postgres')) {
 
 env.loadAtEnd = loadavg()[0];
 computeRatios(rows);
-const table = formatTable(rows);
+const table = formatTable(printOrder(rows));
 const seconds = (performance.now() - started) / 1000;
 process.stdout.write(`\n${table}\n\n`);
 process.stdout.write(
