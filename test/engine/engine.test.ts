@@ -41,6 +41,19 @@ describe('engine on SQLite', () => {
     expect(store.recount(run.runId)).toEqual(out.counts);
   });
 
+  it('keeps timers (heartbeats, progress) firing while synchronous handlers run, and memory bounded by a group', async () => {
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 5);
+    try {
+      const out = await (await engine.start(tree, { fanout: 10, depth: 4 })).done;
+      expect(out.result).toBe(11111);
+      // Without a turn of the event loop per group commit, no interval callback would run until the end.
+      expect(ticks).toBeGreaterThan(2);
+    } finally {
+      clearInterval(timer);
+    }
+  });
+
   it('gives the same result with per-step commits, breadth-first order and a tiny window', async () => {
     const bfs = defineTask({ ...tree, name: 'tree-bfs', order: 'bfs' as const });
     const other = await openEngine({ store, ...fast, commitEverySteps: 1, windowSize: 3, concurrency: 3 });
