@@ -65,7 +65,6 @@ describePostgres('PostgreSQL: many worker processes, kills and backend terminati
       await Promise.all(storms);
       expect(result.code, result.stderr.slice(-2000)).toBe(0);
       expect(result.stdout.trim()).toBe('111111');
-      console.log(`commits seen from workers: ${commits}, kills ${kills}, terminated ${terminated}`);
       expect(kills).toBeGreaterThanOrEqual(5);
       expect(terminated).toBeGreaterThan(0);
       const states = await pgQuery<{ state: string; n: string }>(url, `SELECT state, count(*) AS n FROM ${schema}.rlm_nodes GROUP BY state`);
