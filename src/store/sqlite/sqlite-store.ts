@@ -234,6 +234,11 @@ export class SqliteStore implements Store {
     }
     try {
       db.pragma(`busy_timeout = ${this.#config.busyTimeoutMs ?? 10_000}`);
+      // Switching to WAL rewrites the file's header: a database that is not rlm's is refused before that.
+      const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").all() as { name: string }[];
+      if (tables.length > 0 && !tables.some((t) => t.name === 'rlm_runs' || t.name === 'rlm_migrations')) {
+        throw new StoreCorruptError(`The file ${path} is a SQLite database that rlm did not create; refusing to write to it. Point --store at another file.`);
+      }
       {
         const mode = String(db.pragma('journal_mode = WAL', { simple: true }));
         if (mode.toLowerCase() !== 'wal') throw new StoreIoError(`Could not put ${path} in WAL mode (got ${mode}).`);
@@ -255,6 +260,7 @@ export class SqliteStore implements Store {
   }
 
   #mapOpenError(error: unknown): unknown {
+    if (error instanceof StoreCorruptError || error instanceof StoreIoError) return error;
     const mapped = classify(error, this.path);
     if (mapped !== error) return mapped;
     return new StoreUnavailableError(`Cannot open the store ${this.path}: ${(error as Error).message}`, { cause: error });
@@ -477,7 +483,8 @@ export class SqliteStore implements Store {
     const state = run.state as RunState;
     if (state === 'cancelled') return state;
     const active = (run.n_pending as number) + (run.n_running as number);
-    const root = this.#stmt('SELECT state, result FROM rlm_nodes WHERE id = ?').get(run.root_id) as { state: NodeState; result: string | null };
+    const root = this.#stmt('SELECT state, result FROM rlm_nodes WHERE id = ?').get(run.root_id) as { state: NodeState; result: string | null } | undefined;
+    if (!root) throw new StoreCorruptError(`The store ${this.path} is damaged: the root node of run ${runId} is missing.`);
     let next: RunState = state;
     let reason = (run.pause_reason as string | null) ?? null;
     if (root.state === 'done' && active === 0 && (run.n_waiting as number) === 0 && (run.n_parked as number) === 0) {
@@ -1211,7 +1218,10 @@ class CommitState {
     }
     const finishedRuns: string[] = [];
     for (const runId of this.#runs) {
-      const before = (s.stmt('SELECT state FROM rlm_runs WHERE id = ?').get(runId) as { state: RunState }).state;
+      const run = s.stmt('SELECT state FROM rlm_runs WHERE id = ?').get(runId) as { state: RunState } | undefined;
+      // A node names a run that does not exist: the file was damaged outside rlm.
+      if (!run) throw new StoreCorruptError(`The store ${s.path} is damaged: a node names run ${JSON.stringify(runId)}, which it does not hold.`);
+      const before = run.state;
       const after = s.settle(runId, now);
       if (before === 'running' && after !== 'running') finishedRuns.push(runId);
     }
