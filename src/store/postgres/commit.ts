@@ -475,6 +475,9 @@ export class PgCommit {
       this.#duplicates.push(child.id);
       const existing = this.#nodes.get(existingId);
       if (!existing) throw new Error(`Keyed node ${existingId} was found but not read.`);
+      // A key this parent lists twice is one child of it: counted and linked once, or it would wait forever
+      // for a second completion that never comes.
+      if (existing.parentId === parent.id || existing.edgeParents.includes(parent.id) || this.#edgeSet.has(`${parent.id}:${existing.id}`)) continue;
       if (waits && existing.state !== 'done' && (await this.#isAncestor(existing.id, parent.id))) {
         cycle = child.key;
         continue;
@@ -485,7 +488,8 @@ export class PgCommit {
     if (waits && unfinished > 0) this.#addPending(parent, unfinished);
     // Every child finished already (or was shared and done): the parent may be ready for its combine now.
     else if (waits) this.#touched.add(parent.id);
-    if (cycle !== null) this.#cycle(runId, parent, cycle);
+    // Its waiting parents count a node dead of a cycle as finished when dead children pass.
+    if (cycle !== null && this.#cycle(runId, parent, cycle) && waits && passDead) this.#finished(parent);
   }
 
   #link(parentId: number, childId: number, ord: number): void {
@@ -542,8 +546,8 @@ export class PgCommit {
   }
 
   /** A child closes a dependency cycle: waiting would hang, so the parent goes to the dead-letter queue. */
-  #cycle(runId: string, parent: NodeView, key: string): void {
-    if (parent.state !== 'waiting' && parent.state !== 'running') return;
+  #cycle(runId: string, parent: NodeView, key: string): boolean {
+    if (parent.state !== 'waiting' && parent.state !== 'running') return false;
     this.#delta(runId, parent.state, -1);
     this.#delta(runId, 'dead', 1);
     this.#change(parent, { state: 'dead', owner: null });
@@ -555,6 +559,7 @@ export class PgCommit {
       at: this.#now,
       worker: this.#workerId,
     });
+    return true;
   }
 
   // ------------------------------------------------------------------ finish
