@@ -146,9 +146,18 @@ async function supervise(modulePath: string, runId: string, flags: RunFlags, sto
   const bin = fileURLToPath(new URL('../../bin/rlm.mjs', import.meta.url));
   const args = (): string[] => {
     const list = ['run', modulePath, '--run', runId, '--store', storeUrl(flags)];
-    if (flags.concurrency) list.push('--concurrency', String(flags.concurrency));
-    if (flags.commitEvery) list.push('--commit-every', String(flags.commitEvery));
-    if (flags.maxRss) list.push('--max-rss', String(flags.maxRss));
+    // Every engine flag reaches the workers (a metrics port would collide between them: it stays here).
+    const pass: Array<[string, number | undefined]> = [
+      ['--concurrency', flags.concurrency],
+      ['--commit-every', flags.commitEvery],
+      ['--commit-ms', flags.commitMs],
+      ['--lease-ms', flags.leaseMs],
+      ['--heartbeat-ms', flags.heartbeatMs],
+      ['--grace-ms', flags.graceMs],
+      ['--max-rss', flags.maxRss],
+      ['--compact-every', flags.compactEvery],
+    ];
+    for (const [flag, value] of pass) if (value !== undefined) list.push(flag, String(value));
     return list;
   };
   const children = new Set<ChildProcess>();
