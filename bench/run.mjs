@@ -297,7 +297,9 @@ async function environment() {
 /** Baseline sections first, then the rest; rows keep their order within a section. */
 function printOrder(list) {
   const first = new Map();
-  list.forEach((row, i) => first.has(row.section) || first.set(row.section, i));
+  list.forEach((row, i) => {
+    if (!first.has(row.section)) first.set(row.section, i);
+  });
   const rank = (row) => (row.section.startsWith('baselines') ? 0 : 1) * list.length + first.get(row.section);
   return list.map((row, i) => ({ row, i })).sort((a, b) => rank(a.row) - rank(b.row) || a.i - b.i).map(({ row }) => row);
 }

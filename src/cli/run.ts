@@ -184,7 +184,7 @@ async function supervise(modulePath: string, runId: string, flags: RunFlags, sto
     if (run && bar) bar.update(run);
     const signal = stopSignal();
     if (signal) for (const child of children) child.kill(signal);
-    if (!run || run.state !== 'running' || (signal && children.size === 0)) break;
+    if (run?.state !== 'running' || (signal && children.size === 0)) break;
     if (children.size === 0) start();
   }
   ended = true;

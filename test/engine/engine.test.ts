@@ -340,7 +340,11 @@ describe('engine on SQLite', () => {
 
   it('never re-runs a done node when a finished run is resumed', async () => {
     let calls = 0;
-    const task = defineTask({ ...tree, name: 'counted', run: (input: { fanout: number; depth: number }, ctx) => (calls++, tree.run(input, ctx)) });
+    const task = defineTask({ ...tree, name: 'counted', run: (input: { fanout: number; depth: number }, ctx) => {
+        calls++;
+        return tree.run(input, ctx);
+      },
+    });
     const run = await engine.start(task, { fanout: 3, depth: 3 });
     await run.done;
     const before = calls;

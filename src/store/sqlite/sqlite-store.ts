@@ -212,12 +212,10 @@ export class SqliteStore implements Store {
     if (this.#config.mustExist && !existsSync(path)) {
       throw new NotFoundError(`No store at ${path}: nothing has run there yet (start one with \`rlm run\`).`);
     }
-    {
-      try {
-        mkdirSync(dirname(path), { recursive: true });
-      } catch (error) {
-        throw new StoreUnavailableError(`Cannot create the folder of the store ${path}: ${(error as Error).message}`, { cause: error });
-      }
+    try {
+      mkdirSync(dirname(path), { recursive: true });
+    } catch (error) {
+      throw new StoreUnavailableError(`Cannot create the folder of the store ${path}: ${(error as Error).message}`, { cause: error });
     }
     // Loaded lazily so `rlm` on PostgreSQL never needs the native module.
     let Database: new (path: string, options?: Record<string, unknown>) => SqliteDatabase;
