@@ -444,7 +444,7 @@ export class Worker {
     this.#inflight--;
     this.stats.steps++;
     if (node.suspect) this.#isolating = false;
-    if (this.#opSteps >= this.#o.commitEverySteps || (this.#inflight === 0 && this.#window.size === 0)) {
+    if (this.#opSteps >= this.#o.commitEverySteps || (this.#inflight === 0 && this.#window.size === 0 && this.#suspects.length === 0)) {
       void this.#commit();
     } else if (!this.#commitTimer && this.#ops.length > 0) {
       this.#commitTimer = setTimeout(() => {
