@@ -284,8 +284,11 @@ export class Session {
           // a retry must not start before its outcome is known.
           const outcome = await this.#outcome(tx, deadline);
           if (outcome === 'committed' && committing) {
-            const recovered = options.recover ? await options.recover() : undefined;
-            return recovered ?? (value as T);
+            if (!options.recover) return value as T;
+            // The commit's own marker is the proof: after a server crash, txid_status can answer for a transaction
+            // id handed out again by recovery. Without its marker the commit did not happen, and is retried.
+            const recovered = await options.recover();
+            if (recovered !== undefined) return recovered;
           }
         } else if (!isTransient(error)) {
           throw this.map(error);
