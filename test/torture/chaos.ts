@@ -53,6 +53,10 @@ export interface ChaosOptions {
   maxSize?: number;
   /** Force some rounds first (episodes that must cover a fault). */
   force?: Round[];
+  /** Rounds that may end the run, after the kill rounds (one is drawn; all drawn from these). */
+  finish?: Round[];
+  /** I10: re-run the finished run and require that nothing runs (costs one process). */
+  rerun?: boolean;
 }
 
 function drawWorkload(rng: Rng, options: ChaosOptions, force: readonly Round[]): WorkloadOptions {
@@ -267,31 +271,36 @@ async function round(kind: Round, episode: Episode, rng: Rng, options: ChaosOpti
       return ended(procs);
     }
     case 'zombieStop': {
-      // Z1: A freezes holding finished steps; B waits out A's lease, takes its nodes over, and A wakes up.
-      const inCommit = rng.chance(0.6);
-      const n = rng.int(1, 5);
-      const a = episode.spawn({ label: 'zombie', rules: inCommit ? { 'commit.beforeBegin': `stop@${n}` } : undefined });
-      let frozen: boolean;
-      if (inCommit) {
-        frozen = (await a.waitFor('commit.beforeBegin', n)) !== null;
-      } else {
-        frozen = (await a.waitFor('commit.afterCommit', n)) !== null && a.signal('SIGSTOP', 'freeze past the lease');
+      // Z1: one or two workers freeze holding finished steps; another waits out their lease, takes their nodes
+      // over, and they wake up: every write they had in hand must be fenced.
+      const count = rng.int(1, 2);
+      const zombies: WorkerProcess[] = [];
+      for (let i = 0; i < count; i++) {
+        const inCommit = rng.chance(0.7);
+        const n = rng.int(1, 4);
+        const a = episode.spawn({ label: `zombie${i}`, rules: inCommit ? { 'commit.beforeBegin': `stop@${n}` } : undefined });
+        const frozen = inCommit ? (await a.waitFor('commit.beforeBegin', n)) !== null : (await a.waitFor('commit.afterCommit', n)) !== null && a.signal('SIGSTOP', 'freeze past the lease');
+        if (frozen) {
+          r.zombies.sigstop++;
+          zombies.push(a);
+        } else {
+          await episode.settle([a]);
+          if (ended([a])) return true;
+        }
       }
-      if (!frozen) {
-        await episode.settle([a]);
-        return ended([a]);
-      }
-      r.zombies.sigstop++;
+      if (zombies.length === 0) return false;
       const b = episode.spawn({ label: 'taker' });
       const took = await b.waitFor('takeback.afterMarkDead');
-      episode.log.note(took ? 'taker took the frozen worker back' : 'taker ended before any take-back');
-      if (rng.chance(0.5) && b.alive) await faultDelay(rng.int(0, 300));
-      a.signal('SIGCONT', 'wake the zombie');
-      await episode.settle([a, b]);
-      const rejected = a.logLines('Step writes were rejected');
-      r.zombies.commitsAttempted += rejected.length;
-      r.zombies.opsRejected += rejected.reduce((sum, line) => sum + Number(line.count ?? 0), 0);
-      return ended([a, b]);
+      episode.log.note(took ? 'taker took the frozen workers back' : 'taker ended before any take-back');
+      if (rng.chance(0.5) && b.alive) await faultDelay(rng.int(0, 200));
+      for (const a of zombies) a.signal('SIGCONT', 'wake the zombie');
+      await episode.settle([...zombies, b]);
+      for (const a of zombies) {
+        const rejected = a.logLines('Step writes were rejected');
+        r.zombies.commitsAttempted += rejected.length;
+        r.zombies.opsRejected += rejected.reduce((sum, line) => sum + Number(line.count ?? 0), 0);
+      }
+      return ended([...zombies, b]);
     }
     case 'zombieTxn': {
       // Z3: A freezes inside its write transaction (SQLite: holding the file's write lock).
@@ -409,7 +418,13 @@ export async function chaosEpisode(env: EpisodeEnv, options: ChaosOptions): Prom
     const plan: Round[] = [...force];
     let lastKilled = false;
     for (let i = 0; i < kills + 1 + force.length && !episode.overBudget; i++) {
-      const kind = plan[i] ?? (i < kills + force.length ? drawKillRound(faults, episode, lastKilled) : drawFinishRound(faults, episode, options));
+      const kind =
+        plan[i] ??
+        (i < kills + force.length
+          ? drawKillRound(faults, episode, lastKilled)
+          : options.finish
+            ? faults.pick(options.finish)
+            : drawFinishRound(faults, episode, options));
       episode.log.note(`round ${i}: ${kind}`);
       const before = episode.procs.length;
       const finished = await round(kind, episode, faults, options);
@@ -428,7 +443,7 @@ export async function chaosEpisode(env: EpisodeEnv, options: ChaosOptions): Prom
       env.report.zombies.eventLoopBlocks++;
     }
     await episode.complete();
-    const result = await episode.verify();
+    const result = await episode.verify({ rerun: options.rerun ?? true });
     const problems = result.problems;
     for (const file of snapshots.get(episode) ?? []) {
       problems.push(...(await checkSnapshot(episode, file)));

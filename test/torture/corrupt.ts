@@ -110,6 +110,12 @@ export async function corruptFixed(env: EpisodeEnv): Promise<string[]> {
   const r = env.report;
   const base = episode.backend.dbPath as string;
   const outcomes: CaseOutcome[] = [];
+  // Cases are judged three at a time: each runs two `rlm` processes.
+  const pending: Promise<void>[] = [];
+  const judged = (promise: Promise<CaseOutcome>) => {
+    pending.push(promise.then((o) => void outcomes.push(o)));
+    return pending.length % 3 === 0 ? Promise.all(pending.splice(0)).then(() => undefined) : Promise.resolve();
+  };
   const copy = (name: string): string => {
     const dir = join(env.dir, name);
     mkdirSync(dir, { recursive: true });
@@ -126,7 +132,7 @@ export async function corruptFixed(env: EpisodeEnv): Promise<string[]> {
     ] as const) {
       const path = copy(name.replace(/\W+/g, '-'));
       truncateSync(path, to);
-      outcomes.push(await judge(episode, name, path));
+      await judged(judge(episode, name, path));
     }
     // C2: bit flips in the header page, the schema and the b-tree pages.
     for (const [name, page] of [
@@ -136,18 +142,18 @@ export async function corruptFixed(env: EpisodeEnv): Promise<string[]> {
     ] as const) {
       const path = copy(name.replace(/\W+/g, '-'));
       flipBytes(path, rng, rng.int(1, 8), 4096, page);
-      outcomes.push(await judge(episode, name, path));
+      await judged(judge(episode, name, path));
     }
     // C3: a zero-byte file; C4: a text file.
     {
       const path = copy('C3');
       truncateSync(path, 0);
-      outcomes.push(await judge(episode, 'C3 zero-byte file', path));
+      await judged(judge(episode, 'C3 zero-byte file', path));
     }
     {
       const path = copy('C4');
       writeFileSync(path, 'This is not a database.\nJust some notes someone saved as rlm.db.\n');
-      outcomes.push(await judge(episode, 'C4 a text file', path, { mustNotWrite: true }));
+      await judged(judge(episode, 'C4 a text file', path, { mustNotWrite: true }));
     }
     // C5: the -wal of a killed run deleted (the "hot journal" case). SQLite cannot tell; the commit sequence can.
     {
@@ -186,7 +192,7 @@ export async function corruptFixed(env: EpisodeEnv): Promise<string[]> {
       otherDb.exec('CREATE TABLE t (x TEXT); INSERT INTO t VALUES (randomblob(3000)), (randomblob(3000))');
       copyFileSync(join(other, 'x.db-wal'), `${path}-wal`);
       otherDb.close();
-      outcomes.push(await judge(episode, 'C6 a -wal from another database', path));
+      await judged(judge(episode, 'C6 a -wal from another database', path));
     }
     // C7: a read-only file in a read-only folder, opened by a user who may not write.
     {
@@ -204,7 +210,7 @@ export async function corruptFixed(env: EpisodeEnv): Promise<string[]> {
       const db = new Database(path);
       db.prepare('INSERT INTO rlm_migrations (version, applied_at) VALUES (999, 0)').run();
       db.close();
-      outcomes.push(await judge(episode, 'C8 a schema newer than this rlm', path, { mustNotWrite: true }));
+      await judged(judge(episode, 'C8 a schema newer than this rlm', path, { mustNotWrite: true }));
     }
     {
       const dir = join(env.dir, 'foreign');
@@ -213,8 +219,9 @@ export async function corruptFixed(env: EpisodeEnv): Promise<string[]> {
       const db = new Database(path);
       db.exec("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO customers (name) VALUES ('a'), ('b')");
       db.close();
-      outcomes.push(await judge(episode, 'C8 a foreign SQLite database', path, { mustNotWrite: true }));
+      await judged(judge(episode, 'C8 a foreign SQLite database', path, { mustNotWrite: true }));
     }
+    await Promise.all(pending);
     const problems: string[] = [];
     for (const o of outcomes) {
       r.storage.corruptFixed++;

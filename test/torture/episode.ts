@@ -24,7 +24,14 @@ export interface Backend {
   audit(runId: string): Promise<Audit>;
   /** Highest commit sequence number in the store; -1 when unreadable. */
   commitSeq(): Promise<number>;
-  dispose(keep: boolean): Promise<void>;
+  /** Drops the store, or keeps it (and copies it into `dir` when it lives elsewhere) for a failed episode. */
+  dispose(keep: boolean, dir?: string): Promise<void>;
+}
+
+async function dumpDatabase(url: string, path: string): Promise<void> {
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  await promisify(execFile)('/usr/lib/postgresql/15/bin/pg_dump', ['--no-owner', '-f', path, url], { timeout: 60_000 });
 }
 
 export function sqliteBackend(dir: string): Backend {
@@ -81,8 +88,12 @@ export async function postgresBackend(url: string, database: string, template?: 
         const rows = await client.query('SELECT coalesce(max(seq), 0)::bigint AS s FROM rlm_commits').catch(() => ({ rows: [{ s: -1 }] }));
         return Number(rows.rows[0]?.s ?? -1);
       }).catch(() => -1),
-    dispose: async (keep) => {
-      if (keep) return;
+    dispose: async (keep, dir) => {
+      if (keep) {
+        // The database stays; a dump goes with the episode's files, in case the server does not (a private cluster).
+        if (dir) await dumpDatabase(episodeUrl, join(dir, 'store.sql')).catch(() => undefined);
+        return;
+      }
       const drop = await adminClient(url).catch(() => null);
       if (!drop) return;
       try {
@@ -362,8 +373,15 @@ export class Episode {
     for (const p of this.procs) p.signal('SIGCONT');
     for (const p of this.procs) p.signal('SIGKILL', 'episode closing');
     await Promise.all(this.procs.map((p) => p.exited));
+    if (failed) {
+      for (const [i, p] of this.procs.entries()) {
+        if (!p.stderr.trim()) continue;
+        this.log.note(`${p.label} stderr (last lines): ${tail(p.stderr, 12)}`);
+        writeFileSync(join(this.env.dir, `${String(i).padStart(2, '0')}-${p.label}.stderr`), p.stderr);
+      }
+    }
     writeFileSync(join(this.env.dir, 'faults.log'), this.log.toString());
-    await this.backend.dispose(failed);
+    await this.backend.dispose(failed, this.env.dir);
   }
 }
 

@@ -14,7 +14,7 @@ import { SqliteStore } from '../../dist/store/sqlite/index.js';
 
 const job = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const task = (await import(job.module)).default;
-const options = { leaseMs: 5_000, heartbeatMs: 1_000, pollMs: 2, commitEverySteps: 2, commitEveryMs: 2, concurrency: 3 };
+const options = { leaseMs: 5_000, heartbeatMs: 1_000, pollMs: 2, commitEverySteps: 1, commitEveryMs: 1, concurrency: 3 };
 const db = join(job.dir, 'loop.db');
 
 async function attempt(spec) {

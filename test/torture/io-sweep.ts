@@ -16,7 +16,7 @@ const CHILD = join(import.meta.dirname, 'io-child.mjs');
 
 function smallWorkload(seed: number) {
   const rng = new Rng(seed);
-  return generateWorkload(rng, { shape: 'tree', size: 70, combine: true, passDead: true, effects: true, keyed: rng.chance(0.5), poisons: { invalidChild: 1 } });
+  return generateWorkload(rng, { shape: 'tree', size: 30, combine: true, passDead: true, effects: true, keyed: rng.chance(0.5), poisons: { invalidChild: 1 } });
 }
 
 export interface IoLoopOptions {

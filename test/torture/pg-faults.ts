@@ -146,17 +146,30 @@ export function pgFaults(serverUrl: string, cluster: PrivateCluster | null): PgF
             return ended(procs);
           }
           case 'pgInCommit': {
-            // P2: the worker holds still just before COMMIT while its sessions are terminated.
-            const n = rng.int(1, 6);
-            const procs = await startWorkers(episode, 1, { rules: { 'commit.beforeCommit': `sleep(60)@${n}` } });
+            // P2: from its n-th commit on, the worker holds still just before COMMIT; at a few of those moments its
+            // sessions are terminated, so the COMMIT goes out on a dead connection.
+            const n = rng.int(1, 4);
+            const procs = await startWorkers(episode, 1, { rules: { 'commit.beforeCommit': `sleep(40)@${n}+` } });
             const proc = procs[0] as WorkerProcess;
-            if (await proc.waitFor('commit.beforeCommit', n)) {
-              if (rng.chance(0.5)) await faultDelay(rng.int(0, 3));
-              const killed = await terminate(admin, database);
-              r.postgres.terminateBackend += killed;
-              if (killed > 0) r.postgres.inCommit++;
-              episode.log.note(`P2: terminated ${killed} backends at COMMIT ${n}`);
-            }
+            let times = rng.int(2, 4);
+            let at = n;
+            const pending: Promise<void>[] = [];
+            proc.onBeacon((beacon) => {
+              if (beacon.fp !== 'commit.beforeCommit' || beacon.n < at || times <= 0) return;
+              times--;
+              at = beacon.n + rng.int(1, 3);
+              pending.push(
+                terminate(admin, database).then((killed) => {
+                  r.postgres.terminateBackend += killed;
+                  if (killed > 0) r.postgres.inCommit++;
+                  episode.log.note(`P2: terminated ${killed} backends at COMMIT ${beacon.n}`);
+                }),
+              );
+            });
+            // The sleeps would slow every later commit: end the worker once the terminations are made.
+            const last = await proc.waitUntil(() => times <= 0);
+            await Promise.all(pending);
+            if (last) proc.signal('SIGKILL', 'P2 done');
             await episode.settle(procs);
             return ended(procs);
           }

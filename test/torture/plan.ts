@@ -17,11 +17,34 @@ import type { EpisodeEnv } from './episode.js';
 import type { PlanItem, SuiteContext } from './suite.js';
 import { SWEEP_OCCURRENCES, SWEEP_PHASES, sweepEpisode } from './sweep.js';
 
-function chaosSqlite(force: Round[] = [], sizes?: { min: number; max: number }): PlanItem {
+interface Recipe {
+  force?: Round[];
+  finish?: Round[];
+  rounds?: number;
+  rerun?: boolean;
+  min?: number;
+  max?: number;
+}
+
+/** Rounds that may end a CI episode: zombies above all (the zombie-commit figure), then the rest. */
+const SQLITE_FINISH: Round[] = ['zombieStop', 'zombieStop', 'zombieStop', 'zombieTxn', 'graceful', 'snapshot', 'checkpoint'];
+const PG_FINISH: Round[] = ['pgInCommit', 'pgInCommit', 'pgTerminate', 'pgProxy', 'zombieStop', 'zombieStop'];
+
+function chaosSqlite(recipe: Recipe = {}): PlanItem {
+  const force = recipe.force ?? [];
   return {
     kind: force.includes('zombieBusy') ? 'zombie-busy' : 'chaos',
     budgetMs: 90_000,
-    run: (env) => chaosEpisode(env, { backend: sqliteBackend(env.dir), force, minSize: sizes?.min, maxSize: sizes?.max }),
+    run: (env) =>
+      chaosEpisode(env, {
+        backend: sqliteBackend(env.dir),
+        force,
+        finish: recipe.finish,
+        rounds: recipe.rounds,
+        rerun: recipe.rerun,
+        minSize: recipe.min,
+        maxSize: recipe.max,
+      }),
   };
 }
 
@@ -51,7 +74,7 @@ async function sharedPostgres(ctx: SuiteContext): Promise<{ url: string; templat
   );
 }
 
-function chaosPg(force: Round[] = []): PlanItem {
+function chaosPg(recipe: Recipe = {}): PlanItem {
   return {
     kind: 'chaos-pg',
     budgetMs: 120_000,
@@ -59,7 +82,16 @@ function chaosPg(force: Round[] = []): PlanItem {
       const pg = await sharedPostgres(ctx);
       if (!pg) return ['PostgreSQL is not available'];
       const backend = await postgresBackend(pg.url, `rlm_torture_${process.pid}_${env.index}`, pg.template);
-      return chaosEpisode(env, { backend, pg: pgFaults(pg.url, null), force, minSize: 30, maxSize: 350 });
+      return chaosEpisode(env, {
+        backend,
+        pg: pgFaults(pg.url, null),
+        force: recipe.force,
+        finish: recipe.finish,
+        rounds: recipe.rounds,
+        rerun: recipe.rerun,
+        minSize: recipe.min ?? 30,
+        maxSize: recipe.max ?? 350,
+      });
     },
   };
 }
@@ -68,7 +100,6 @@ function chaosPg(force: Round[] = []): PlanItem {
 function clusterPg(force: Round[]): PlanItem {
   return {
     kind: 'cluster-pg',
-    exclusive: true,
     budgetMs: 150_000,
     run: async (env, ctx) => {
       const cluster = await ctx.shared(
@@ -77,8 +108,18 @@ function clusterPg(force: Round[]): PlanItem {
         (c) => c.destroy(),
       );
       const template = await ctx.shared('cluster-template', () => templateDatabase(cluster.url, 'rlm_torture_tpl'));
-      const backend = await postgresBackend(cluster.url, `rlm_torture_${env.index}`, template);
-      return chaosEpisode(env, { backend, pg: pgFaults(cluster.url, cluster), force, minSize: 60, maxSize: 300, rounds: 2 });
+      // One episode at a time on the private cluster: its crashes end every session on it.
+      const lock = await ctx.shared('cluster-lock', async () => ({ tail: Promise.resolve() }));
+      const turn = lock.tail;
+      let release = () => undefined as void;
+      lock.tail = new Promise<void>((resolve) => (release = resolve));
+      await turn;
+      try {
+        const backend = await postgresBackend(cluster.url, `rlm_torture_${env.index}`, template);
+        return await chaosEpisode(env, { backend, pg: pgFaults(cluster.url, cluster), force, minSize: 60, maxSize: 250, rounds: 2, finish: ['random'] });
+      } finally {
+        release();
+      }
     },
   };
 }
@@ -93,9 +134,11 @@ export function corpusItems(): PlanItem[] {
       const k = entry.k ?? 1;
       return { kind: `corpus-sweep-${phase}-${k}`, seed, budgetMs: 60_000, run: (env) => sweepEpisode(env, sqliteBackend(env.dir), phase, k) };
     }
+    if (entry.kind === 'chaos-pg') return { ...chaosPg(), kind: 'corpus-chaos-pg', seed };
+    if (entry.kind === 'cluster-pg') return { ...clusterPg([(entry as { force?: Round }).force ?? 'pgBackendKill']), kind: 'corpus-cluster-pg', seed };
     if (entry.kind === 'bad-inputs') return { kind: 'corpus-bad-inputs', seed, budgetMs: 180_000, run: (env) => badInputs(env, { codecRuns: 600, runFuzz: 150 }) };
     if (entry.kind === 'corrupt-fixed') return { kind: 'corpus-corrupt-fixed', seed, budgetMs: 120_000, run: (env) => corruptFixed(env) };
-    if (entry.kind === 'corrupt-fuzz') return { kind: 'corpus-corrupt-fuzz', seed, budgetMs: 120_000, run: (env) => corruptFuzz(env, 200) };
+    if (entry.kind === 'corrupt-fuzz') return { kind: 'corpus-corrupt-fuzz', seed, budgetMs: 120_000, run: (env) => corruptFuzz(env, 100) };
     throw new Error(`corpus.json: unknown kind ${entry.kind}`);
   });
 }
@@ -152,13 +195,14 @@ async function modelEpisode(env: EpisodeEnv, backend: 'sqlite' | 'postgres', run
 }
 
 export async function ciPlan(ctx: SuiteContext, options: PlanOptions = {}): Promise<PlanItem[]> {
-  const items: PlanItem[] = [...corpusItems()];
   const pg = await sharedPostgres(ctx);
-  if (pg && PrivateCluster.available()) {
-    for (let i = 0; i < (options.cluster ?? 3); i++) items.push(clusterPg([i % 2 === 0 ? 'pgRestart' : 'pgBackendKill']));
-  }
+  const items: PlanItem[] = [];
+  // Long single-process sections first, so the many short episodes fill the gaps around them.
   items.push({ kind: 'bad-inputs', budgetMs: 180_000, run: (env) => badInputs(env, { codecRuns: options.codecRuns ?? 600, runFuzz: options.runFuzz ?? 150 }) });
-  items.push({ kind: 'io-workers', budgetMs: 120_000, run: (env) => ioWorkers(env) });
+  items.push({ kind: 'corrupt-fuzz', budgetMs: 120_000, run: (env) => corruptFuzz(env, options.fuzz ?? 100) });
+  items.push({ kind: 'corrupt-fuzz', budgetMs: 120_000, run: (env) => corruptFuzz(env, options.fuzz ?? 100) });
+  if (pg) items.push({ kind: 'model-pg', budgetMs: 150_000, run: (env, c) => modelEpisode(env, 'postgres', options.modelRuns ?? 300, c) });
+  items.push({ kind: 'corrupt-fixed', budgetMs: 120_000, run: (env) => corruptFixed(env) });
   const loops: [Parameters<typeof ioLoop>[1]['phase'], string, boolean][] = [
     ['store.call', 'SQLITE_IOERR', false],
     ['store.call', 'SQLITE_IOERR_FSYNC', true],
@@ -169,21 +213,43 @@ export async function ciPlan(ctx: SuiteContext, options: PlanOptions = {}): Prom
     ['claim.beforeUpdate', 'SQLITE_IOERR_FSYNC', false],
   ];
   for (const [phase, code, onward] of loops) {
-    items.push({ kind: `io-loop-${phase}-${code}`, budgetMs: 150_000, run: (env) => ioLoop(env, { phase, code, onward, maxInjections: options.ioInjections ?? 200 }) });
+    items.push({ kind: `io-loop-${phase}-${code}`, budgetMs: 150_000, run: (env) => ioLoop(env, { phase, code, onward, maxInjections: options.ioInjections ?? 250 }) });
   }
+  items.push({ kind: 'io-workers', budgetMs: 120_000, run: (env) => ioWorkers(env) });
   items.push({ kind: 'model-sqlite', budgetMs: 120_000, run: (env) => modelEpisode(env, 'sqlite', options.modelRuns ?? 300) });
-  if (pg) items.push({ kind: 'model-pg', budgetMs: 150_000, run: (env, c) => modelEpisode(env, 'postgres', options.modelRuns ?? 300, c) });
-  items.push({ kind: 'corrupt-fixed', budgetMs: 120_000, run: (env) => corruptFixed(env) });
-  items.push({ kind: 'corrupt-fuzz', budgetMs: 120_000, run: (env) => corruptFuzz(env, options.fuzz ?? 200) });
-  if (options.sweep !== false) items.push(...sweepItems());
-  const chaos = options.chaos ?? 40;
-  const pgCount = pg ? (options.pg ?? 30) : 0;
-  // Interleaved, so PostgreSQL's waits overlap SQLite's work.
-  for (let i = 0; i < Math.max(chaos, pgCount); i++) {
-    if (i < chaos) items.push(chaosSqlite(i % 10 === 9 ? ['zombieBusy'] : []));
-    if (i < pgCount) items.push(chaosPg(i % 10 === 4 ? ['pgInCommit'] : i % 10 === 7 ? ['pgProxy'] : []));
+  if (pg && PrivateCluster.available()) {
+    for (const force of [['pgRestart'], ['pgBackendKill'], ['pgRestart']] as Round[][]) items.push(clusterPg(force));
   }
-  return items;
+  const chaos = options.chaos ?? 28;
+  const pgCount = pg ? (options.pg ?? 18) : 0;
+  const sweep = options.sweep === false ? [] : sweepItems();
+  // Chaos on both stores interleaved with the sweep, so PostgreSQL's waits overlap SQLite's work.
+  const mixed: PlanItem[] = [];
+  for (let i = 0; i < Math.max(chaos, pgCount); i++) {
+    if (i < pgCount) mixed.push(chaosPg({ rounds: 5, finish: PG_FINISH, rerun: i % 4 === 0, min: 60, max: 250, force: i % 3 === 0 ? ['pgInCommit'] : [] }));
+    if (i < chaos) mixed.push(chaosSqlite({ rounds: 4, finish: SQLITE_FINISH, rerun: i % 4 === 0, min: 40, max: 400, force: i % 7 === 6 ? ['zombieBusy'] : [] }));
+  }
+  const step = Math.max(1, Math.floor(sweep.length / Math.max(1, mixed.length)));
+  for (let i = 0; i < mixed.length || sweep.length > 0; i++) {
+    if (i < mixed.length) items.push(mixed[i] as PlanItem);
+    items.push(...sweep.splice(0, step));
+  }
+  return withCorpus(items);
+}
+
+/**
+ * Replays the corpus in the plan: each seed takes the place of the first episode of its kind (a sweep entry,
+ * of its phase and occurrence), or is added when the plan has none.
+ */
+function withCorpus(items: PlanItem[]): PlanItem[] {
+  const out = [...items];
+  for (const entry of corpusItems()) {
+    const kind = entry.kind.replace(/^corpus-/, '') || 'chaos';
+    const at = out.findIndex((item) => item.seed === undefined && (item.kind === kind || (kind === 'corpus' && item.kind === 'chaos')));
+    if (at >= 0) out[at] = { ...entry, kind: `${(out[at] as PlanItem).kind}*` };
+    else out.push(entry);
+  }
+  return out;
 }
 
 export async function soakPlan(ctx: SuiteContext): Promise<(index: number) => PlanItem> {
@@ -203,8 +269,8 @@ export async function soakPlan(ctx: SuiteContext): Promise<(index: number) => Pl
       const k = rng.int(1, SWEEP_OCCURRENCES);
       return { kind: `sweep-${phase}-${k}`, budgetMs: 90_000, run: (env) => sweepEpisode(env, sqliteBackend(env.dir), phase, k) };
     }
-    if (kind === 'pg') return chaosPg();
+    if (kind === 'pg') return chaosPg({ min: 50, max: 1500 });
     if (kind === 'cluster') return clusterPg([rng.pick(['pgRestart', 'pgBackendKill'] as Round[])]);
-    return chaosSqlite(kind === 'busy' ? ['zombieBusy'] : [], { min: 50, max: 3000 });
+    return chaosSqlite({ force: kind === 'busy' ? ['zombieBusy'] : [], min: 50, max: 3000 });
   };
 }

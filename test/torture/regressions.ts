@@ -5,11 +5,22 @@
  */
 import { join } from 'node:path';
 import { type Engine, openEngine } from '../../src/engine/engine.js';
+import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import type { Store } from '../../src/store/store.js';
 import type { Task, TaskContext } from '../../src/task.js';
 
-async function withEngine<T>(dir: string, name: string, fn: (engine: Engine, store: SqliteStore) => Promise<T>, options = {}): Promise<T> {
-  const store = new SqliteStore({ path: join(dir, `${name}.db`) });
+/** Where the reproductions run: a folder for SQLite files, or a PostgreSQL URL (a fresh schema each). */
+export type Place = { dir: string } | { pgUrl: string; schemas: string[] };
+
+async function withEngine<T>(place: Place, name: string, fn: (engine: Engine, store: Store) => Promise<T>, options = {}): Promise<T> {
+  let store: Store;
+  if ('dir' in place) store = new SqliteStore({ path: join(place.dir, `${name}.db`) });
+  else {
+    const schema = `rlm_regression_${process.pid}_${place.schemas.length}`;
+    place.schemas.push(schema);
+    store = new PostgresStore({ connectionString: place.pgUrl, schema, poolSize: 3, applicationName: 'torture-regression' });
+  }
   const engine = await openEngine({ store, leaseMs: 2_000, heartbeatMs: 200, pollMs: 5, ...options });
   try {
     return await fn(engine, store);
@@ -34,12 +45,12 @@ function dag(name: string, edges: Record<string, string[]>, extra: Partial<Task>
   } as Task;
 }
 
-export const REGRESSIONS: { name: string; check(dir: string): Promise<string | null> }[] = [
+export const REGRESSIONS: { name: string; check(place: Place): Promise<string | null> }[] = [
   {
     name: 'a keyed child listed twice by one parent, already created by another, is one child of it (the parent used to wait forever)',
-    check: (dir) =>
+    check: (place) =>
       withEngine(
-        dir,
+        place,
         'dup-key',
         async (engine) => {
           const out = await (await engine.start(dag('dup', { a: ['b', 'c'], c: ['b', 'b'] }), { id: 'a' })).done;
@@ -50,16 +61,16 @@ export const REGRESSIONS: { name: string; check(dir: string): Promise<string | n
   },
   {
     name: "a node dead-lettered for closing a cycle counts as finished for its parent under deadChildren 'pass'",
-    check: (dir) =>
-      withEngine(dir, 'cycle-pass', async (engine) => {
+    check: (place) =>
+      withEngine(place, 'cycle-pass', async (engine) => {
         const out = await (await engine.start(dag('cycle', { a: ['b', 'c'], c: ['a'] }, { deadChildren: 'pass' }), { id: 'a' })).done;
         return out.state === 'completed' && out.result === 102 ? null : `the run ended ${out.state} with ${out.result}`;
       }),
   },
   {
     name: "a keyed task's root is keyed: a descendant with the root's key is the root (a cycle), not a second root",
-    check: (dir) =>
-      withEngine(dir, 'root-key', async (engine, store) => {
+    check: (place) =>
+      withEngine(place, 'root-key', async (engine, store) => {
         const out = await (await engine.start(dag('rootkey', { a: ['b'], b: ['a'] }), { id: 'a' })).done;
         const keys = (await store.listNodes(out.runId, {})).map((n) => n.key).sort();
         return JSON.stringify(keys) === '["a","b"]' ? null : `nodes ${JSON.stringify(keys)}`;
@@ -67,8 +78,8 @@ export const REGRESSIONS: { name: string; check(dir: string): Promise<string | n
   },
   {
     name: 'the records a step emitted before its fan-out alarm are not committed twice once it is approved',
-    check: (dir) =>
-      withEngine(dir, 'alarm-emits', async (engine, store) => {
+    check: (place) =>
+      withEngine(place, 'alarm-emits', async (engine, store) => {
         const task: Task = {
           name: 'alarm',
           limits: { maxChildren: 2 },
@@ -89,8 +100,8 @@ export const REGRESSIONS: { name: string; check(dir: string): Promise<string | n
   },
   {
     name: 'a child sees the same input on its first attempt as on its retry (-0, undefined fields)',
-    check: (dir) =>
-      withEngine(dir, 'same-input', async (engine) => {
+    check: (place) =>
+      withEngine(place, 'same-input', async (engine) => {
         const seen: string[] = [];
         const task: Task = {
           name: 'same-input',

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CI_SEED } from './ci-seed.js';
+import { adminClient } from './episode.js';
 import { PHASES } from './harness.js';
 import { ciPlan } from './plan.js';
 import { hexSeed } from './random.js';
@@ -21,10 +22,20 @@ const pgUrl = process.env.RLM_TEST_DATABASE_URL ?? null;
 
 describe('the bugs the torture suite found stay fixed', () => {
   const dir = mkdtempSync(join(tmpdir(), 'rlm-regressions-'));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const postgres = { pgUrl: pgUrl ?? '', schemas: [] as string[] };
+  afterAll(async () => {
+    rmSync(dir, { recursive: true, force: true });
+    if (!pgUrl || postgres.schemas.length === 0) return;
+    const admin = await adminClient(pgUrl);
+    for (const schema of postgres.schemas) await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
+    await admin.end();
+  });
   for (const regression of REGRESSIONS) {
-    it(regression.name, async () => {
-      expect(await regression.check(dir)).toBeNull();
+    it(`SQLite: ${regression.name}`, async () => {
+      expect(await regression.check({ dir })).toBeNull();
+    });
+    it.runIf(pgUrl)(`PostgreSQL: ${regression.name}`, async () => {
+      expect(await regression.check(postgres)).toBeNull();
     });
   }
 });
