@@ -431,7 +431,7 @@ export async function chaosEpisode(env: EpisodeEnv, options: ChaosOptions): Prom
       const roundProcs = episode.procs.slice(before);
       lastKilled = roundProcs.length > 0 && roundProcs.every((p) => p.killed);
       await episode.checkCommitSeq();
-      if (lastKilled && episode.backend.kind === 'sqlite' && faults.chance(0.3)) {
+      if (lastKilled && episode.backend.kind === 'sqlite' && faults.chance(0.6)) {
         if (truncateWal(episode.backend.dbPath as string, faults, episode)) {
           env.report.storage.walTruncations++;
           episode.lostCommitsOnPurpose = true;

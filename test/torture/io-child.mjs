@@ -4,7 +4,7 @@
  * RlmError code, and is then resumed without faults to its end, which must be the exact result on a store that
  * passes integrity_check. The loop ends when a run gets through without meeting the k-th hit.
  * Usage: node io-child.mjs <job.json>; prints one JSON line per k and a summary line.
- *   job.json: { module, runId, input, dir, phase, code, onward, maxInjections, expected: { state, result } }
+ *   job.json: { module, runId, input, dir, configs: [{ phase, code, onward }…], maxInjections, expected: { state, result } }
  */
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,10 +14,11 @@ import { SqliteStore } from '../../dist/store/sqlite/index.js';
 
 const job = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const task = (await import(job.module)).default;
-const options = { leaseMs: 5_000, heartbeatMs: 1_000, pollMs: 2, commitEverySteps: 1, commitEveryMs: 1, concurrency: 3 };
+// One step at a time, each committed alone: as many store calls per run as the workload allows.
+const options = { leaseMs: 5_000, heartbeatMs: 1_000, pollMs: 2, commitEverySteps: 1, commitEveryMs: 1, concurrency: 1 };
 const db = join(job.dir, 'loop.db');
 
-async function attempt(spec) {
+async function attempt(spec, phase) {
   configureFailpoints(spec);
   const store = new SqliteStore({ path: db });
   let engine;
@@ -30,11 +31,11 @@ async function attempt(spec) {
     const exists = await store.getRun(job.runId);
     const handle = exists ? await engine.resume(task, job.runId) : await engine.start(task, job.input, { runId: job.runId });
     const outcome = await handle.done;
-    return { state: outcome.state, result: outcome.result ?? null, hits: failpoints.counts()[job.phase] ?? 0 };
+    return { state: outcome.state, result: outcome.result ?? null, hits: failpoints.counts()[phase] ?? 0 };
   } catch (error) {
     return {
       error: { code: typeof error?.code === 'string' ? error.code : null, message: String(error?.message ?? error).slice(0, 200) },
-      hits: failpoints.counts()[job.phase] ?? 0,
+      hits: failpoints.counts()[phase] ?? 0,
     };
   } finally {
     try {
@@ -51,37 +52,33 @@ async function attempt(spec) {
   }
 }
 
-let injected = 0;
-let uncoded = 0;
-let wrong = 0;
-let through = false;
-for (let k = 1; injected < job.maxInjections; k++) {
-  for (const suffix of ['', '-wal', '-shm']) rmSync(`${db}${suffix}`, { force: true });
-  const faulted = await attempt(`${job.phase}=throw(${job.code})@${k}${job.onward ? '+' : ''}`);
-  const hits = faulted.hits;
-  const out = { k, faulted };
-  if (!faulted.error && hits < k) {
-    through = true;
-    process.stdout.write(`${JSON.stringify(out)}\n`);
-    break;
+for (const config of job.configs) {
+  let injected = 0;
+  let uncoded = 0;
+  let wrong = 0;
+  let through = false;
+  for (let k = 1; injected < job.maxInjections; k++) {
+    for (const suffix of ['', '-wal', '-shm']) rmSync(`${db}${suffix}`, { force: true });
+    const faulted = await attempt(`${config.phase}=throw(${config.code})@${k}${config.onward ? '+' : ''}`, config.phase);
+    const out = { k, faulted };
+    if (!faulted.error && faulted.hits < k) {
+      through = true;
+      break;
+    }
+    injected++;
+    if (!/^(STORE_IO|STORE_CORRUPT|STORE_UNAVAILABLE)$/.test(faulted.error?.code ?? '')) uncoded++;
+    let after = { error: { code: 'NEVER', message: 'the quiet resume did not end' } };
+    for (let i = 0; i < 5; i++) {
+      after = await attempt(undefined, config.phase);
+      if (!after.error) break;
+    }
+    const store = new SqliteStore({ path: db });
+    const integrity = store.integrityCheck();
+    await store.close();
+    if (after.error || after.state !== job.expected.state || JSON.stringify(after.result) !== JSON.stringify(job.expected.result) || integrity[0] !== 'ok') {
+      wrong++;
+      process.stdout.write(`${JSON.stringify({ ...out, after, integrity: integrity.slice(0, 2), wrongRun: true })}\n`);
+    }
   }
-  injected++;
-  if (!/^(STORE_IO|STORE_CORRUPT|STORE_UNAVAILABLE)$/.test(faulted.error?.code ?? '')) uncoded++;
-  let after = { error: { code: 'NEVER', message: 'the quiet resume did not end' } };
-  for (let i = 0; i < 5; i++) {
-    after = await attempt(undefined);
-    if (!after.error) break;
-  }
-  const store = new SqliteStore({ path: db });
-  const integrity = store.integrityCheck();
-  await store.close();
-  out.after = after;
-  out.integrity = integrity.slice(0, 2);
-  out.hits = hits;
-  if (after.error || after.state !== job.expected.state || JSON.stringify(after.result) !== JSON.stringify(job.expected.result) || integrity[0] !== 'ok') {
-    wrong++;
-    out.wrong = true;
-  }
-  process.stdout.write(`${JSON.stringify(out)}\n`);
+  process.stdout.write(`${JSON.stringify({ summary: true, config, injected, uncoded, wrong, through })}\n`);
 }
-process.stdout.write(`${JSON.stringify({ summary: true, injected, uncoded, wrong, through })}\n`);

@@ -19,16 +19,15 @@ function smallWorkload(seed: number) {
   return generateWorkload(rng, { shape: 'tree', size: 30, combine: true, passDead: true, effects: true, keyed: rng.chance(0.5), poisons: { invalidChild: 1 } });
 }
 
-export interface IoLoopOptions {
+export interface IoConfig {
   phase: 'store.call' | 'commit.beforeCommit' | 'claim.beforeCommit' | 'claim.beforeUpdate';
   code: string;
   onward: boolean;
-  maxInjections: number;
 }
 
-/** The in-process loop: for k = 1, 2, 3 …, a fresh run faulted at the k-th hit, then resumed and checked. */
-export async function ioLoop(env: EpisodeEnv, options: IoLoopOptions): Promise<string[]> {
-  const episode = new Episode(env, sqliteBackend(env.dir), smallWorkload(env.seed), ['--commit-every', '2', '--commit-ms', '2']);
+/** The in-process loop, once per configuration: for k = 1, 2, 3 …, a fresh run faulted at the k-th hit, then resumed and checked. */
+export async function ioLoop(env: EpisodeEnv, configs: readonly IoConfig[], maxInjections: number): Promise<string[]> {
+  const episode = new Episode(env, sqliteBackend(env.dir), smallWorkload(env.seed), ['--commit-every', '1', '--commit-ms', '1']);
   try {
     const job = join(env.dir, 'job.json');
     writeFileSync(
@@ -39,23 +38,26 @@ export async function ioLoop(env: EpisodeEnv, options: IoLoopOptions): Promise<s
         input: rootInput(episode.spec),
         dir: env.dir,
         expected: { state: episode.expected.runState, result: episode.expected.rootResult },
-        ...options,
+        configs,
+        maxInjections,
       }),
     );
     const child = episode.command([job], { script: CHILD, label: 'io-loop' });
     await episode.settle([child]);
     const problems = [...episode.problems];
     if (child.exit?.code !== 0) problems.push(`the store-error loop ended ${child.exit?.signal ?? child.exit?.code}: ${tail(child.exit?.stderr ?? '')}`);
-    const lines = child.stdout.trim().split('\n').filter((l) => l.startsWith('{'));
-    const summary = JSON.parse(lines.at(-1) ?? '{}') as { injected?: number; uncoded?: number; wrong?: number; through?: boolean };
-    env.report.storage.storeErrorInjectionsInProcess += summary.injected ?? 0;
-    const outs = lines.slice(0, -1).map((l) => JSON.parse(l) as { k: number; faulted: { error?: { code: string | null } }; wrong?: boolean; after?: unknown; integrity?: string[] });
-    if ((summary.uncoded ?? 0) > 0) {
-      const example = outs.find((o) => o.faulted.error && !/^(STORE_IO|STORE_CORRUPT|STORE_UNAVAILABLE)$/.test(o.faulted.error.code ?? ''));
-      problems.push(`${summary.uncoded} injected ${options.code} errors at ${options.phase} surfaced without an rlm store code, e.g. ${JSON.stringify(example)}`);
+    const lines = child.stdout
+      .trim()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { summary?: boolean; config?: IoConfig; injected?: number; uncoded?: number; wrong?: number; through?: boolean; k?: number; faulted?: { error?: { code: string | null } }; wrongRun?: boolean });
+    for (const summary of lines.filter((l) => l.summary)) {
+      const what = `${summary.config?.phase}=${summary.config?.code}${summary.config?.onward ? ' onward' : ''}`;
+      env.report.storage.storeErrorInjectionsInProcess += summary.injected ?? 0;
+      if ((summary.uncoded ?? 0) > 0) problems.push(`${what}: ${summary.uncoded} injected errors surfaced without an rlm store code`);
+      if ((summary.wrong ?? 0) > 0) problems.push(`${what}: ${summary.wrong} runs did not recover exactly after an injected error, e.g. ${JSON.stringify(lines.find((l) => l.wrongRun))}`);
+      if (!summary.through && (summary.injected ?? 0) < maxInjections) problems.push(`${what}: the loop never got a run through`);
     }
-    if ((summary.wrong ?? 0) > 0) problems.push(`${summary.wrong} runs did not recover exactly after an injected error, e.g. ${JSON.stringify(outs.find((o) => o.wrong))}`);
-    if (!summary.through && (summary.injected ?? 0) < options.maxInjections) problems.push('the loop never got a run through');
     // The last run, whole and unfaulted, against the reference.
     const audit = auditSqlite(join(env.dir, 'loop.db'), episode.runId);
     problems.push(...check(audit, episode.expected, { ...episode.checkOptions(), sink: readSink(episode.sinkPath) }).problems);

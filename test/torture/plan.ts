@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { chaosEpisode, type Round } from './chaos.js';
 import { badInputs } from './bad-inputs.js';
 import { corruptFixed, corruptFuzz } from './corrupt.js';
-import { ioLoop, ioWorkers } from './io-sweep.js';
+import { type IoConfig, ioLoop, ioWorkers } from './io-sweep.js';
 import { modelTest } from './model.js';
 import corpus from './corpus.json' with { type: 'json' };
 import { postgresBackend, sqliteBackend } from './episode.js';
@@ -203,17 +203,13 @@ export async function ciPlan(ctx: SuiteContext, options: PlanOptions = {}): Prom
   items.push({ kind: 'corrupt-fuzz', budgetMs: 120_000, run: (env) => corruptFuzz(env, options.fuzz ?? 100) });
   if (pg) items.push({ kind: 'model-pg', budgetMs: 150_000, run: (env, c) => modelEpisode(env, 'postgres', options.modelRuns ?? 300, c) });
   items.push({ kind: 'corrupt-fixed', budgetMs: 120_000, run: (env) => corruptFixed(env) });
-  const loops: [Parameters<typeof ioLoop>[1]['phase'], string, boolean][] = [
-    ['store.call', 'SQLITE_IOERR', false],
-    ['store.call', 'SQLITE_IOERR_FSYNC', true],
-    ['store.call', 'SQLITE_FULL', false],
-    ['commit.beforeCommit', 'SQLITE_IOERR', false],
-    ['commit.beforeCommit', 'SQLITE_FULL', true],
-    ['claim.beforeCommit', 'SQLITE_IOERR', false],
-    ['claim.beforeUpdate', 'SQLITE_IOERR_FSYNC', false],
-  ];
-  for (const [phase, code, onward] of loops) {
-    items.push({ kind: `io-loop-${phase}-${code}`, budgetMs: 150_000, run: (env) => ioLoop(env, { phase, code, onward, maxInjections: options.ioInjections ?? 250 }) });
+  // The store-error loop, four children of five configurations each: every store call of a run faulted in turn.
+  const configs: IoConfig[] = [];
+  for (const phase of ['store.call', 'commit.beforeCommit', 'store.call', 'claim.beforeCommit', 'store.call'] as const) {
+    for (const code of ['SQLITE_IOERR', 'SQLITE_IOERR_FSYNC', 'SQLITE_FULL', 'SQLITE_IOERR']) configs.push({ phase, code, onward: configs.length % 3 === 1 });
+  }
+  for (let i = 0; i < 4; i++) {
+    items.push({ kind: 'io-loop', budgetMs: 150_000, run: (env) => ioLoop(env, configs.slice(i * 5, i * 5 + 5), options.ioInjections ?? 150) });
   }
   items.push({ kind: 'io-workers', budgetMs: 120_000, run: (env) => ioWorkers(env) });
   items.push({ kind: 'model-sqlite', budgetMs: 120_000, run: (env) => modelEpisode(env, 'sqlite', options.modelRuns ?? 300) });
@@ -226,8 +222,11 @@ export async function ciPlan(ctx: SuiteContext, options: PlanOptions = {}): Prom
   // Chaos on both stores interleaved with the sweep, so PostgreSQL's waits overlap SQLite's work.
   const mixed: PlanItem[] = [];
   for (let i = 0; i < Math.max(chaos, pgCount); i++) {
-    if (i < pgCount) mixed.push(chaosPg({ rounds: 5, finish: PG_FINISH, rerun: i % 4 === 0, min: 60, max: 250, force: i % 3 === 0 ? ['pgInCommit'] : [] }));
-    if (i < chaos) mixed.push(chaosSqlite({ rounds: 4, finish: SQLITE_FINISH, rerun: i % 4 === 0, min: 40, max: 400, force: i % 7 === 6 ? ['zombieBusy'] : [] }));
+    // Zombies go first, while the run has the most work left: their commits are the ones to fence.
+    const pgForce: Round[] = i % 3 === 0 ? ['pgInCommit'] : i % 3 === 1 ? ['zombieStop'] : [];
+    const sqliteForce: Round[] = i % 7 === 6 ? ['zombieBusy'] : i % 2 === 0 ? ['zombieStop'] : i % 4 === 1 ? ['zombieTxn'] : [];
+    if (i < pgCount) mixed.push(chaosPg({ rounds: 5, finish: PG_FINISH, rerun: i % 4 === 0, min: 60, max: 250, force: pgForce }));
+    if (i < chaos) mixed.push(chaosSqlite({ rounds: 4, finish: SQLITE_FINISH, rerun: i % 4 === 0, min: 40, max: 400, force: sqliteForce }));
   }
   const step = Math.max(1, Math.floor(sweep.length / Math.max(1, mixed.length)));
   for (let i = 0; i < mixed.length || sweep.length > 0; i++) {
