@@ -167,6 +167,13 @@ function classify(error: unknown, path: string): unknown {
       { cause: error },
     );
   }
+  if (code === 'SQLITE_BUSY' || code.startsWith('SQLITE_BUSY_') || code === 'SQLITE_LOCKED') {
+    return new StoreUnavailableError(
+      `The store file ${path} stayed locked by another process past the busy timeout (${code}): a worker frozen inside a write (SIGSTOP, a debugger, a full disk)? ` +
+        'This write did not happen (committed work is safe); run the same command again once that process has gone on or been stopped.',
+      { cause: error },
+    );
+  }
   if (code.startsWith('SQLITE_IOERR') || code === 'SQLITE_FULL' || code === 'SQLITE_READONLY' || code.startsWith('SQLITE_CANTOPEN')) {
     return new StoreIoError(
       `The store file ${path} could not be written (${code}). rlm stopped rather than go on after a disk error: ` +
