@@ -80,7 +80,8 @@ function codeOf(error: unknown): string | undefined {
 /** The connection is gone (or the server ended the session): the outcome of an in-flight COMMIT is unknown. */
 export function isConnectionLoss(error: unknown): boolean {
   const code = codeOf(error);
-  if (code !== undefined && (NETWORK_CODES.has(code) || code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03')) return true;
+  // 25P03: the server ended a session left idle inside a transaction (a frozen worker that woke up).
+  if (code !== undefined && (NETWORK_CODES.has(code) || code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03' || code === '25P03')) return true;
   return error instanceof Error && code === undefined && PG_CONNECTION_MESSAGES.test(error.message);
 }
 
