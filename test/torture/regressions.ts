@@ -45,7 +45,31 @@ function dag(name: string, edges: Record<string, string[]>, extra: Partial<Task>
   } as Task;
 }
 
-export const REGRESSIONS: { name: string; check(place: Place): Promise<string | null> }[] = [
+export const REGRESSIONS: { name: string; sqliteOnly?: boolean; check(place: Place): Promise<string | null> }[] = [
+  {
+    name: 'a write blocked past the busy timeout by another process holding the lock is STORE_UNAVAILABLE, not an unexpected error',
+    sqliteOnly: true,
+    check: async (place) => {
+      if (!('dir' in place)) return null;
+      const path = join(place.dir, 'busy.db');
+      const store = new SqliteStore({ path, busyTimeoutMs: 100 });
+      await store.migrate();
+      const Database = (await import('better-sqlite3')).default;
+      const holder = new Database(path);
+      holder.exec('BEGIN IMMEDIATE');
+      try {
+        await store.allocateIds(1);
+        return 'the write went through a held lock';
+      } catch (error) {
+        const code = (error as { code?: unknown }).code;
+        return code === 'STORE_UNAVAILABLE' ? null : `${(error as Error).name} ${String(code)}: ${(error as Error).message}`;
+      } finally {
+        holder.exec('ROLLBACK');
+        holder.close();
+        await store.close();
+      }
+    },
+  },
   {
     name: 'a keyed child listed twice by one parent, already created by another, is one child of it (the parent used to wait forever)',
     check: (place) =>

@@ -4,7 +4,7 @@
  * files and prints the one line that replays it. The CI tier runs a fixed plan; the soak tier draws episodes
  * until its time is up. Both write the same report.
  */
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { episodeDir, type EpisodeEnv } from './episode.js';
@@ -113,7 +113,10 @@ async function runPlan(options: SuiteOptions, ctx: SuiteContext, plan: PlanItem[
     else report.episodes.sqlite++;
     const ms = Math.round(performance.now() - t0);
     if (problems.length === 0) {
-      if (!process.env.RLM_TORTURE_KEEP) rmSync(dir, { recursive: true, force: true });
+      writeFileSync(join(dir, 'faults.log'), '', { flag: 'a' });
+      // RLM_TORTURE_KEEP=1 keeps every episode's files; RLM_TORTURE_KEEP=<ms> those that took longer.
+      const keep = process.env.RLM_TORTURE_KEEP;
+      if (!keep || (keep !== '1' && ms < Number(keep))) rmSync(dir, { recursive: true, force: true });
       log(`ok   #${index} ${item.kind} (${ms} ms)`);
       return;
     }
