@@ -761,9 +761,11 @@ export class Worker {
 
   #spawnOutcome(step: Step, spawned: number | 'alarm', result: string | null): StepOutcome {
     if (spawned === 'alarm') {
-      // Nothing of an alarmed fan-out is persisted: a person decides first.
+      // Nothing of an alarmed step is persisted (children, records): a person decides first, and an
+      // approved step runs again from the start.
       step.children = [];
       step.born = [];
+      step.emits = [];
       return {
         type: 'park',
         reason: `fan-out alarm: the step spawned more than maxChildren (${this.#task.limits.maxChildren}) children; approve or reject it`,
@@ -945,11 +947,14 @@ export class Worker {
         row.context = parent.encodedContext;
       }
       row.input = encode(spec.input, `The input of child ${ord}`);
+      // The child runs on the stored form of its input, so its first attempt sees exactly what a retry
+      // after a crash will decode (-0 becomes 0, undefined fields vanish).
+      const stored = JSON.parse(row.input) as unknown;
       if (task.keyed) {
-        row.key = task.keyOf(spec.input);
+        row.key = task.keyOf(stored);
         row.keyed = true;
       }
-      validated = task.validate(spec.input);
+      validated = task.validate(stored);
     } catch (error) {
       return dead(error);
     }
