@@ -57,6 +57,8 @@ export interface ChaosOptions {
   finish?: Round[];
   /** I10: re-run the finished run and require that nothing runs (costs one process). */
   rerun?: boolean;
+  /** Kill rounds fault every worker they start, not only some. */
+  killAll?: boolean;
 }
 
 function drawWorkload(rng: Rng, options: ChaosOptions, force: readonly Round[]): WorkloadOptions {
@@ -211,7 +213,7 @@ async function round(kind: Round, episode: Episode, rng: Rng, options: ChaosOpti
       const procs = await startWorkers(episode, workers, () => undefined);
       await Promise.all(
         procs.map(async (proc, i) => {
-          if (i > 0 && rng.chance(0.4)) return;
+          if (i > 0 && !options.killAll && rng.chance(0.4)) return;
           if (rng.chance(0.6)) {
             // Exponential after a commit beacon: often lands inside COMMIT, or in the native write.
             const delay = rng.chance(0.5) ? 0 : Math.min(3, Math.floor(rng.exponential(1)));
@@ -255,7 +257,7 @@ async function round(kind: Round, episode: Episode, rng: Rng, options: ChaosOpti
       };
       const choices = phases[kind] as [string, number][];
       const procs = await startWorkers(episode, workers, (i) => {
-        if (i > 0 && rng.chance(0.5)) return undefined;
+        if (i > 0 && !options.killAll && rng.chance(0.5)) return undefined;
         const [phase, most] = rng.pick(choices);
         return { [phase]: `kill@${rng.int(1, most)}` };
       });
@@ -276,7 +278,9 @@ async function round(kind: Round, episode: Episode, rng: Rng, options: ChaosOpti
       const count = rng.int(1, 2);
       const zombies: WorkerProcess[] = [];
       for (let i = 0; i < count; i++) {
-        const inCommit = rng.chance(0.7);
+        // Frozen at the start of a commit, it holds no lock; a freeze at an arbitrary instant may hold the write
+        // lock (SQLite) or a row lock (PostgreSQL: others wait for idle_in_transaction_session_timeout, 60 s).
+        const inCommit = episode.backend.kind === 'postgres' || rng.chance(0.85);
         const n = rng.int(1, 4);
         const a = episode.spawn({ label: `zombie${i}`, rules: inCommit ? { 'commit.beforeBegin': `stop@${n}` } : undefined });
         const frozen = inCommit ? (await a.waitFor('commit.beforeBegin', n)) !== null : (await a.waitFor('commit.afterCommit', n)) !== null && a.signal('SIGSTOP', 'freeze past the lease');

@@ -6,7 +6,7 @@
  *   --seed S        base seed (0x…, a number, or random); default RLM_TORTURE_SEED or 0xC0FFEE
  *   --minutes M     soak: run episodes for M minutes
  *   --episode N     run only episode N
- *   --parallel P    episodes at once (default 3)
+ *   --parallel P    episodes at once (default 6: most of an episode is waiting on leases, locks and PostgreSQL)
  *   --report FILE   where to write the report (default torture-report.json)
  *   --keep DIR      put episode directories under DIR (kept)
  *   --count N       only the first N episodes of the CI plan
@@ -38,7 +38,7 @@ async function main(): Promise<number> {
     tier,
     minutes,
     episode,
-    parallel: flag('parallel') ? Number(flag('parallel')) : 3,
+    parallel: flag('parallel') ? Number(flag('parallel')) : 6,
     root: flag('keep'),
     pgUrl: process.env.RLM_TEST_DATABASE_URL ?? null,
     plan: async (ctx) => {

@@ -141,7 +141,7 @@ export class Episode {
   readonly backend: Backend;
   readonly spec: WorkloadSpec;
   readonly runId: string;
-  readonly expected: Expected;
+  expected: Expected;
   readonly modulePath: string;
   readonly sinkPath: string;
   readonly log = new FaultLog();
@@ -157,6 +157,8 @@ export class Episode {
   /** A fault removed acknowledged commits (WAL truncation): I12 does not hold for this episode. */
   lostCommitsOnPurpose = false;
   finalExit: ExitInfo | null = null;
+  /** Spec ids of nodes blamed for harness kills and left dead (see complete). */
+  blamedIds = new Set<string>();
 
   constructor(env: EpisodeEnv, backend: Backend, spec: WorkloadSpec, flags: string[]) {
     this.env = env;
@@ -313,8 +315,19 @@ export class Episode {
       const audit = await this.backend.audit(this.runId);
       const blamed = check(audit, this.expected, this.checkOptions()).falseBlames;
       if (blamed.length === 0) return;
-      redrives++;
       this.env.report.falseBlames += blamed.length;
+      if (this.spec.passDead && this.spec.combine) {
+        // Their parents combined them as failures already: a redrive cannot undo that. The node stays dead, and
+        // the reference is worked out again with it dead, as a crash poison would be.
+        const keys = new Set(audit.nodes.filter((n) => blamed.includes(n.id)).map((n) => n.key));
+        const ids = new Set([...this.expected.nodes.values()].filter((n) => keys.has(n.key) && n.id !== null).map((n) => n.id as string));
+        for (const id of this.blamedIds) ids.add(id);
+        this.blamedIds = ids;
+        this.expected = reference(this.spec, this.runId, { blamed: ids });
+        this.log.note(`nodes blamed for harness kills stay dead (dead children pass): ${[...keys].join(' ')}`);
+        return;
+      }
+      redrives++;
       this.log.note(`redriving ${blamed.length} node(s) blamed for harness kills: ${blamed.join(' ')}`);
       await this.settle([this.command(['dlq', 'retry', this.runId, ...blamed.map(String)])]);
     }

@@ -202,7 +202,7 @@ export function pgFaults(serverUrl: string, cluster: PrivateCluster | null): PgF
             // P4: the server crashes (immediate mode) and comes back; workers reconnect.
             if (!cluster) return false;
             const procs = await startWorkers(episode, rng.int(1, 3));
-            const n = rng.int(1, 8);
+            const n = rng.int(1, 3);
             const fired = await Promise.race(procs.map((proc) => proc.waitFor('commit.afterCommit', n)));
             if (fired) {
               await cluster.stopImmediate();

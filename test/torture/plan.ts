@@ -24,6 +24,7 @@ interface Recipe {
   rerun?: boolean;
   min?: number;
   max?: number;
+  killAll?: boolean;
 }
 
 /** Rounds that may end a CI episode: zombies above all (the zombie-commit figure), then the rest. */
@@ -89,6 +90,7 @@ function chaosPg(recipe: Recipe = {}): PlanItem {
         finish: recipe.finish,
         rounds: recipe.rounds,
         rerun: recipe.rerun,
+        killAll: recipe.killAll,
         minSize: recipe.min ?? 30,
         maxSize: recipe.max ?? 350,
       });
@@ -176,7 +178,7 @@ async function modelEpisode(env: EpisodeEnv, backend: 'sqlite' | 'postgres', run
       ? async () => new SqliteStore({ path: join(env.dir, 'model.db') })
       : async () => new PostgresStore({ connectionString: pgUrl as string, schema, poolSize: 2, applicationName: 'torture-model' });
   try {
-    const result = await modelTest({ open, numRuns: runs, seed: env.seed, deadline: Date.now() + env.budgetMs - 10_000 });
+    const result = await modelTest({ open, numRuns: runs, seed: env.seed, maxCommands: backend === 'postgres' ? 30 : 40, deadline: Date.now() + env.budgetMs - 10_000 });
     if (backend === 'sqlite') env.report.model.sqliteRuns += result.runs;
     else env.report.model.postgresRuns += result.runs;
     env.report.model.commands += result.commands;
@@ -214,9 +216,10 @@ export async function ciPlan(ctx: SuiteContext, options: PlanOptions = {}): Prom
   items.push({ kind: 'io-workers', budgetMs: 120_000, run: (env) => ioWorkers(env) });
   items.push({ kind: 'model-sqlite', budgetMs: 120_000, run: (env) => modelEpisode(env, 'sqlite', options.modelRuns ?? 300) });
   if (pg && PrivateCluster.available()) {
-    for (const force of [['pgRestart'], ['pgBackendKill'], ['pgRestart']] as Round[][]) items.push(clusterPg(force));
+    // The corpus's cluster seed takes the first place (a backend kill -9); two server crash-restarts follow.
+    for (const force of [['pgBackendKill'], ['pgRestart'], ['pgRestart']] as Round[][]) items.push(clusterPg(force));
   }
-  const chaos = options.chaos ?? 28;
+  const chaos = options.chaos ?? 32;
   const pgCount = pg ? (options.pg ?? 18) : 0;
   const sweep = options.sweep === false ? [] : sweepItems();
   // Chaos on both stores interleaved with the sweep, so PostgreSQL's waits overlap SQLite's work.
@@ -225,7 +228,7 @@ export async function ciPlan(ctx: SuiteContext, options: PlanOptions = {}): Prom
     // Zombies go first, while the run has the most work left: their commits are the ones to fence.
     const pgForce: Round[] = i % 3 === 0 ? ['pgInCommit'] : i % 3 === 1 ? ['zombieStop'] : [];
     const sqliteForce: Round[] = i % 7 === 6 ? ['zombieBusy'] : i % 2 === 0 ? ['zombieStop'] : i % 4 === 1 ? ['zombieTxn'] : [];
-    if (i < pgCount) mixed.push(chaosPg({ rounds: 5, finish: PG_FINISH, rerun: i % 4 === 0, min: 60, max: 250, force: pgForce }));
+    if (i < pgCount) mixed.push(chaosPg({ rounds: 6, finish: PG_FINISH, rerun: i % 4 === 0, min: 80, max: 300, force: pgForce, killAll: true }));
     if (i < chaos) mixed.push(chaosSqlite({ rounds: 4, finish: SQLITE_FINISH, rerun: i % 4 === 0, min: 40, max: 400, force: sqliteForce }));
   }
   const step = Math.max(1, Math.floor(sweep.length / Math.max(1, mixed.length)));

@@ -42,6 +42,8 @@ export interface Expected {
   emits: string[];
   /** Idempotency key → the effect the sink must have applied exactly once. */
   effects: Map<string, ExpectedEffect>;
+  /** Effects that may or may not have been applied (a node dead-lettered part-way by crash blame). */
+  optionalEffects: Set<string>;
   dead: number;
   /** Nodes that run their handler (every created node but those dead at spawn). */
   executed: number;
@@ -62,10 +64,15 @@ export function idempotencyKey(runId: string, nodeKey: string, name: string): st
   return `${runId}:${nodeKey}:${name}`;
 }
 
-export function reference(spec: WorkloadSpec, runId: string): Expected {
+/**
+ * `blamed`: spec ids of nodes the run dead-lettered for crashes it did not cause (a healthy node running alone
+ * while the harness killed its process, maxAttempts times). Their parents saw them dead, as a crash poison.
+ */
+export function reference(spec: WorkloadSpec, runId: string, overrides: { blamed?: ReadonlySet<string> } = {}): Expected {
   const nodes = new Map<string, ExpectedNode>();
   const emits: string[] = [];
   const effects = new Map<string, ExpectedEffect>();
+  const optionalEffects = new Set<string>();
   const onPath = new Set<string>();
   let executed = 0;
 
@@ -80,6 +87,11 @@ export function reference(spec: WorkloadSpec, runId: string): Expected {
     nodes.set(key, entry);
     executed++;
     if (n.p === 'crash') {
+      Object.assign(entry, { state: 'dead', codes: ['CRASHED'], attempts: 'max' });
+      return;
+    }
+    if (overrides.blamed?.has(id)) {
+      for (let i = 0; i < n.e; i++) optionalEffects.add(idempotencyKey(runId, key, `e${i}`));
       Object.assign(entry, { state: 'dead', codes: ['CRASHED'], attempts: 'max' });
       return;
     }
@@ -166,6 +178,7 @@ export function reference(spec: WorkloadSpec, runId: string): Expected {
     rootResult: root.state === 'done' ? (root.result as number) : null,
     emits: emits.sort(),
     effects,
+    optionalEffects,
     dead,
     executed,
   };

@@ -62,6 +62,7 @@ export async function runSuite(options: SuiteOptions): Promise<Report> {
   const root = options.root ?? join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), `rlm-torture-${process.pid}`);
   mkdirSync(root, { recursive: true });
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  report.notes.push(`episode stores under ${root}${root.startsWith('/dev/shm') ? ' (tmpfs: kills do not depend on the disk; power loss is emulated by cutting the WAL)' : ''}`);
   const resources = new Map<string, Promise<unknown>>();
   const cleanups: (() => Promise<void>)[] = [];
   const ctx: SuiteContext = {

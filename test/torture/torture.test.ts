@@ -48,7 +48,7 @@ describe(`torture suite, CI tier (seed ${hexSeed(CI_SEED)})`, () => {
       baseSeed: CI_SEED,
       tier: 'ci',
       plan: (ctx) => ciPlan(ctx),
-      parallel: 3,
+      parallel: 6,
       pgUrl,
       replay: (index) => `RLM_TORTURE_SEED=${hexSeed(CI_SEED)} npm run torture -- --episode ${index}`,
       log: () => undefined,
