@@ -43,6 +43,7 @@ function chaosSqlite(recipe: Recipe = {}): PlanItem {
         finish: recipe.finish,
         rounds: recipe.rounds,
         rerun: recipe.rerun,
+        killAll: recipe.killAll,
         minSize: recipe.min,
         maxSize: recipe.max,
       }),
@@ -229,7 +230,7 @@ export async function ciPlan(ctx: SuiteContext, options: PlanOptions = {}): Prom
     const pgForce: Round[] = i % 3 === 0 ? ['pgInCommit'] : i % 3 === 1 ? ['zombieStop'] : [];
     const sqliteForce: Round[] = i % 7 === 6 ? ['zombieBusy'] : i % 2 === 0 ? ['zombieStop'] : i % 4 === 1 ? ['zombieTxn'] : [];
     if (i < pgCount) mixed.push(chaosPg({ rounds: 6, finish: PG_FINISH, rerun: i % 4 === 0, min: 80, max: 300, force: pgForce, killAll: true }));
-    if (i < chaos) mixed.push(chaosSqlite({ rounds: 4, finish: SQLITE_FINISH, rerun: i % 4 === 0, min: 40, max: 400, force: sqliteForce }));
+    if (i < chaos) mixed.push(chaosSqlite({ rounds: 5, finish: SQLITE_FINISH, rerun: i % 4 === 0, min: 80, max: 500, force: sqliteForce, killAll: true }));
   }
   const step = Math.max(1, Math.floor(sweep.length / Math.max(1, mixed.length)));
   for (let i = 0; i < mixed.length || sweep.length > 0; i++) {
