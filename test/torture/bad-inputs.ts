@@ -514,23 +514,24 @@ function cases(): Case[] {
   add('results', 'an effect that throws', (ctx) => badChild(ctx, `effect-throws-${ctx.n}`, async (_i, c) => c.effect('e', () => { throw new Error('remote down'); }), /^$|null/));
   add('results', 'an effect that returns a BigInt', (ctx) => badChild(ctx, `effect-big-${ctx.n}`, async (_i, c) => ({ result: await c.effect('e', () => 3n) }), 'NOT_SERIALIZABLE'));
   add('results', 'ctx used after the step ended writes nothing', async (ctx) => {
-    let late: unknown = null;
+    let settle: (error: unknown) => void = () => undefined;
+    const late = new Promise<unknown>((resolve) => (settle = resolve));
     const task: Task = {
       name: 'late-ctx',
       run(_i: unknown, c: TaskContext) {
         setTimeout(() => {
           try {
             c.emit({ late: true });
+            settle(null);
           } catch (error) {
-            late = error;
+            settle(error);
           }
         }, 1);
         return { result: 1 };
       },
     };
     const ran = await runTask(ctx, task, {});
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    return coded(late) ?? want(ran.emits.length === 0, `${ran.emits.length} late records were written`);
+    return coded(await late) ?? want(ran.emits.length === 0, `${ran.emits.length} late records were written`);
   });
   add('results', 'a handler past its deadline that ignores ctx.signal', async (ctx) => {
     const ran = await runTask(

@@ -258,6 +258,10 @@ function withCorpus(items: PlanItem[]): PlanItem[] {
 export async function soakPlan(ctx: SuiteContext): Promise<(index: number) => PlanItem> {
   const pg = await sharedPostgres(ctx);
   const cluster = pg && PrivateCluster.available();
+  const configs: IoConfig[] = [];
+  for (const phase of ['store.call', 'commit.beforeCommit', 'claim.beforeCommit', 'claim.beforeUpdate'] as const) {
+    for (const code of ['SQLITE_IOERR', 'SQLITE_IOERR_FSYNC', 'SQLITE_FULL', 'SQLITE_BUSY']) for (const onward of [false, true]) configs.push({ phase, code, onward });
+  }
   return (index) => {
     const rng = new Rng(ctx.baseSeed ^ index);
     const kind = rng.weighted<string>([
@@ -266,14 +270,25 @@ export async function soakPlan(ctx: SuiteContext): Promise<(index: number) => Pl
       ['sweep', 2],
       ['pg', pg ? 3 : 0],
       ['cluster', cluster ? 0.4 : 0],
+      ['io', 0.4],
+      ['fuzz', 0.2],
+      ['bad', 0.1],
+      ['model', pg ? 0.2 : 0.1],
     ]);
     if (kind === 'sweep') {
       const phase = rng.pick(SWEEP_PHASES);
       const k = rng.int(1, SWEEP_OCCURRENCES);
       return { kind: `sweep-${phase}-${k}`, budgetMs: 90_000, run: (env) => sweepEpisode(env, sqliteBackend(env.dir), phase, k) };
     }
-    if (kind === 'pg') return chaosPg({ min: 50, max: 1500 });
+    if (kind === 'pg') return chaosPg({ min: 50, max: 1500, rounds: rng.int(3, 10), killAll: rng.chance(0.5) });
     if (kind === 'cluster') return clusterPg([rng.pick(['pgRestart', 'pgBackendKill'] as Round[])]);
-    return chaosSqlite({ force: kind === 'busy' ? ['zombieBusy'] : [], min: 50, max: 3000 });
+    if (kind === 'io') return { kind: 'io-loop', budgetMs: 600_000, run: (env) => ioLoop(env, [rng.pick(configs), rng.pick(configs)], 400) };
+    if (kind === 'fuzz') return { kind: 'corrupt-fuzz', budgetMs: 600_000, run: (env) => corruptFuzz(env, 500) };
+    if (kind === 'bad') return { kind: 'bad-inputs', budgetMs: 600_000, run: (env) => badInputs(env, { codecRuns: 20_000, runFuzz: 2_000 }) };
+    if (kind === 'model') {
+      const backend = pg && rng.chance(0.5) ? 'postgres' : 'sqlite';
+      return { kind: `model-${backend === 'postgres' ? 'pg' : 'sqlite'}`, budgetMs: 600_000, run: (env, c) => modelEpisode(env, backend, 2_000, c) };
+    }
+    return chaosSqlite({ force: kind === 'busy' ? ['zombieBusy'] : [], min: 50, max: 3000, rounds: rng.int(2, 10), killAll: rng.chance(0.5) });
   };
 }
