@@ -204,8 +204,12 @@ function truncateWal(dbPath: string, rng: Rng, episode: Episode): boolean {
   return true;
 }
 
-/** One round of faults. Resolves whether the run ended in it (nothing left to torture). */
-async function round(kind: Round, episode: Episode, rng: Rng, options: ChaosOptions): Promise<boolean> {
+/**
+ * One round of faults. Resolves whether the run ended in it (nothing left to torture). A round that is not the
+ * episode's last (`last` false) ends its surviving workers with SIGKILL once its own fault has played out, so the
+ * run still has work for the rounds after it.
+ */
+async function round(kind: Round, episode: Episode, rng: Rng, options: ChaosOptions, last = true): Promise<boolean> {
   const r = episode.env.report;
   const workers = rng.int(1, 3);
   switch (kind) {
@@ -217,7 +221,7 @@ async function round(kind: Round, episode: Episode, rng: Rng, options: ChaosOpti
           if (rng.chance(0.6)) {
             // Exponential after a commit beacon: often lands inside COMMIT, or in the native write.
             const delay = rng.chance(0.5) ? 0 : Math.min(3, Math.floor(rng.exponential(1)));
-            await killOnBeacon(proc, 'commit.beforeCommit', rng.int(1, 8), delay, 'random, after a commit beacon');
+            await killOnBeacon(proc, 'commit.beforeCommit', rng.int(1, 3), delay, 'random, after a commit beacon');
           } else {
             const started = await proc.waitFor('claim.beforeCommit', 1);
             if (!started) return;
@@ -235,23 +239,23 @@ async function round(kind: Round, episode: Episode, rng: Rng, options: ChaosOpti
     case 'fpMisc': {
       const phases: Record<string, [string, number][]> = {
         fpCommit: [
-          ['commit.beforeCommit', 8],
-          ['commit.afterCommit', 4],
-          ['commit.beforeBegin', 3],
+          ['commit.beforeCommit', 3],
+          ['commit.afterCommit', 2],
+          ['commit.beforeBegin', 2],
         ],
         fpEffect: [
-          ['effect.afterCall', 6],
-          ['effect.beforeCall', 6],
-          ['effect.afterJournal', 6],
+          ['effect.afterCall', 3],
+          ['effect.beforeCall', 3],
+          ['effect.afterJournal', 3],
         ],
         fpClaim: [
           ['claim.beforeUpdate', 2],
           ['claim.beforeCommit', 2],
         ],
         fpMisc: [
-          ['store.call', 12],
-          ['heartbeat.beforeRenew', 3],
-          ['heartbeat.afterRenew', 3],
+          ['store.call', 6],
+          ['heartbeat.beforeRenew', 2],
+          ['heartbeat.afterRenew', 2],
           ['stop.release', 1],
         ],
       };
@@ -266,17 +270,17 @@ async function round(kind: Round, episode: Episode, rng: Rng, options: ChaosOpti
     }
     case 'allAtOnce': {
       const procs = await startWorkers(episode, Math.max(2, workers), () => undefined);
-      const target = rng.int(1, 6);
+      const target = rng.int(1, 3);
       const fired = await Promise.race(procs.map((p) => p.waitFor('commit.afterCommit', target)));
       if (fired) for (const p of procs) if (p.signal('SIGKILL', 'all at once')) episode.tag(p, 'allAtOnce');
       await episode.settle(procs);
       return ended(procs);
     }
     case 'zombieStop': {
-      // Z1: one or two workers freeze holding finished steps; another waits out their lease, takes their nodes
-      // over, and they wake up: every write they had in hand must be fenced.
+      // Z1: one or two workers freeze holding finished steps; another waits out their lease and takes their nodes
+      // over; they wake up, and every write they had in hand must be fenced.
       const count = rng.int(1, 2);
-      const zombies: WorkerProcess[] = [];
+      const zombies: { proc: WorkerProcess; inCommit: boolean }[] = [];
       for (let i = 0; i < count; i++) {
         // Frozen at the start of a commit, it holds no lock; a freeze at an arbitrary instant may hold the write
         // lock (SQLite) or a row lock (PostgreSQL: others wait for idle_in_transaction_session_timeout, 60 s).
@@ -286,7 +290,7 @@ async function round(kind: Round, episode: Episode, rng: Rng, options: ChaosOpti
         const frozen = inCommit ? (await a.waitFor('commit.beforeBegin', n)) !== null : (await a.waitFor('commit.afterCommit', n)) !== null && a.signal('SIGSTOP', 'freeze past the lease');
         if (frozen) {
           r.zombies.sigstop++;
-          zombies.push(a);
+          zombies.push({ proc: a, inCommit });
         } else {
           await episode.settle([a]);
           if (ended([a])) return true;
@@ -294,17 +298,25 @@ async function round(kind: Round, episode: Episode, rng: Rng, options: ChaosOpti
       }
       if (zombies.length === 0) return false;
       const b = episode.spawn({ label: 'taker' });
-      const took = await b.waitFor('takeback.afterMarkDead');
-      episode.log.note(took ? 'taker took the frozen workers back' : 'taker ended before any take-back');
+      // The taker declares each frozen worker dead once its lease is over (polled in the store: no process says so).
+      const dead = await Promise.all(zombies.map((z) => episode.declaredDead(z.proc.pid, b.exited)));
+      episode.log.note(`frozen workers declared dead: ${dead.join(', ')}`);
       if (rng.chance(0.5) && b.alive) await faultDelay(rng.int(0, 200));
-      for (const a of zombies) a.signal('SIGCONT', 'wake the zombie');
-      await episode.settle([...zombies, b]);
-      for (const a of zombies) {
-        const rejected = a.logLines('Step writes were rejected');
-        r.zombies.commitsAttempted += rejected.length;
-        r.zombies.opsRejected += rejected.reduce((sum, line) => sum + Number(line.count ?? 0), 0);
+      // A zombie frozen inside a commit goes on with it when woken: that commit is a zombie commit, to be fenced.
+      const fenced = zombies.map((z, i) => (z.inCommit && dead[i] ? z.proc.waitFor('commit.afterCommit', z.proc.hitsOf('commit.afterCommit') + 1) : Promise.resolve(null)));
+      for (const z of zombies) z.proc.signal('SIGCONT', 'wake the zombie');
+      for (const beacon of await Promise.all(fenced)) if (beacon) r.zombies.commitsAttempted++;
+      if (!last) {
+        await Promise.all(zombies.map((z) => z.proc.waitUntil((beacon) => beacon.fp === 'commit.afterCommit' || beacon.fp === 'claim.beforeCommit')));
+        for (const p of [...zombies.map((z) => z.proc), b]) p.signal('SIGKILL', 'the zombie round is over');
       }
-      return ended([...zombies, b]);
+      await episode.settle([...zombies.map((z) => z.proc), b]);
+      for (const z of zombies) {
+        const rejected = z.proc.logLines('Step writes were rejected');
+        r.zombies.opsRejected += rejected.reduce((sum, line) => sum + Number(line.count ?? 0), 0);
+        if (!z.inCommit) r.zombies.commitsAttempted += rejected.length;
+      }
+      return ended([...zombies.map((z) => z.proc), b]);
     }
     case 'zombieTxn': {
       // Z3: A freezes inside its write transaction (SQLite: holding the file's write lock).
@@ -321,6 +333,11 @@ async function round(kind: Round, episode: Episode, rng: Rng, options: ChaosOpti
       await faultDelay(rng.int(50, 400));
       if (rng.chance(0.3)) a.signal('SIGKILL', 'kill the lock holder');
       else a.signal('SIGCONT', 'release the lock holder');
+      if (!last) {
+        // The blocked worker gets the lock and commits; then the round ends.
+        await b.waitFor('commit.afterCommit', 1);
+        for (const p of [a, b]) p.signal('SIGKILL', 'the lock round is over');
+      }
       await episode.settle([a, b]);
       const rejected = a.logLines('Step writes were rejected');
       r.zombies.commitsAttempted += rejected.length;
@@ -342,15 +359,25 @@ async function round(kind: Round, episode: Episode, rng: Rng, options: ChaosOpti
       const procs = await startWorkers(episode, workers, () => undefined);
       const victim = rng.pick(procs);
       const twice = rng.chance(0.3);
-      if (await victim.waitFor('commit.afterCommit', rng.int(1, 6))) {
+      if (await victim.waitFor('commit.afterCommit', rng.int(1, 3))) {
         victim.signal('SIGTERM', 'graceful stop');
         if (twice && (await victim.waitFor('stop.begin', 1))) victim.signal('SIGTERM', 'second signal');
+      }
+      if (!last) {
+        await victim.exited;
+        for (const p of procs) p.signal('SIGKILL', 'the graceful round is over');
       }
       await episode.settle(procs);
       const code = victim.exit?.code;
       if (victim.signals.includes('SIGTERM') && !victim.killed) {
-        if (code === 143) r.gracefulStops++;
-        else if (code !== 0 && code !== 3) episode.problems.push(`G1 a SIGTERM'd worker exited ${code}: ${tail(victim.exit?.stderr ?? '')}`);
+        if (code === 143) {
+          r.gracefulStops++;
+          // G1: a graceful stop hands every lease back; alone, it leaves nothing running.
+          if (procs.length === 1) {
+            const left = (await episode.backend.audit(episode.runId)).nodes.filter((n) => n.state === 'running');
+            if (left.length > 0) episode.problems.push(`G1 a graceful stop left ${left.length} nodes running (${left.slice(0, 3).map((n) => n.key).join(' ')})`);
+          }
+        } else if (code !== 0 && code !== 3) episode.problems.push(`G1 a SIGTERM'd worker exited ${code}: ${tail(victim.exit?.stderr ?? '')}`);
       }
       return ended(procs.filter((p) => p !== victim || !p.signals.includes('SIGTERM')));
     }
@@ -431,7 +458,7 @@ export async function chaosEpisode(env: EpisodeEnv, options: ChaosOptions): Prom
             : drawFinishRound(faults, episode, options));
       episode.log.note(`round ${i}: ${kind}`);
       const before = episode.procs.length;
-      const finished = await round(kind, episode, faults, options);
+      const finished = await round(kind, episode, faults, options, i === kills + force.length);
       const roundProcs = episode.procs.slice(before);
       lastKilled = roundProcs.length > 0 && roundProcs.every((p) => p.killed);
       await episode.checkCommitSeq();
