@@ -220,7 +220,7 @@ export async function ciPlan(ctx: SuiteContext, options: PlanOptions = {}): Prom
     // The corpus's cluster seed takes the first place (a backend kill -9); two server crash-restarts follow.
     for (const force of [['pgBackendKill'], ['pgRestart'], ['pgRestart']] as Round[][]) items.push(clusterPg(force));
   }
-  const chaos = options.chaos ?? 36;
+  const chaos = options.chaos ?? 30;
   const pgCount = pg ? (options.pg ?? 18) : 0;
   const sweep = options.sweep === false ? [] : sweepItems();
   // Chaos on both stores interleaved with the sweep, so PostgreSQL's waits overlap SQLite's work.
@@ -229,8 +229,8 @@ export async function ciPlan(ctx: SuiteContext, options: PlanOptions = {}): Prom
     // Zombies go first, while the run has the most work left: their commits are the ones to fence.
     const pgForce: Round[] = i % 3 === 0 ? ['pgInCommit'] : i % 3 === 1 ? ['zombieStop'] : [];
     const sqliteForce: Round[] = i % 7 === 6 ? ['zombieBusy'] : i % 2 === 0 ? ['zombieStop'] : i % 4 === 1 ? ['zombieTxn'] : ['graceful'];
-    if (i < pgCount) mixed.push(chaosPg({ rounds: 6, finish: PG_FINISH, rerun: i % 4 === 0, min: 80, max: 300, force: pgForce, killAll: true }));
-    if (i < chaos) mixed.push(chaosSqlite({ rounds: 5, finish: SQLITE_FINISH, rerun: i % 4 === 0, min: 150, max: 600, force: sqliteForce, killAll: true }));
+    if (i < pgCount) mixed.push(chaosPg({ rounds: 5, finish: PG_FINISH, rerun: i % 4 === 0, min: 80, max: 300, force: pgForce, killAll: true }));
+    if (i < chaos) mixed.push(chaosSqlite({ rounds: 4, finish: SQLITE_FINISH, rerun: i % 4 === 0, min: 150, max: 600, force: sqliteForce, killAll: true }));
   }
   const step = Math.max(1, Math.floor(sweep.length / Math.max(1, mixed.length)));
   for (let i = 0; i < mixed.length || sweep.length > 0; i++) {
