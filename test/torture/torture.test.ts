@@ -92,7 +92,7 @@ describe(`torture suite, CI tier (seed ${hexSeed(CI_SEED)})`, () => {
     expect(report.storage.storeErrorInjections + report.storage.storeErrorInjectionsInProcess, 'store-error injections').toBeGreaterThanOrEqual(1000);
     expect(report.model.sqliteRuns, 'model runs on SQLite').toBeGreaterThanOrEqual(300);
     expect(report.gracefulStops, 'graceful stops').toBeGreaterThan(0);
-    expect(report.storage.snapshotsChecked + report.sweep.byPhase['snapshot.end']?.reduce((a, b) => a + b, 0), 'snapshots').toBeGreaterThan(0);
+    expect(report.storage.snapshotsChecked + (report.sweep.byPhase['snapshot.end']?.reduce((a, b) => a + b, 0) ?? 0), 'snapshots').toBeGreaterThan(0);
     if (report.postgres.available) {
       expect(report.kills.postgres, 'SIGKILLs on PostgreSQL').toBeGreaterThanOrEqual(100);
       expect(report.model.postgresRuns, 'model runs on PostgreSQL').toBeGreaterThanOrEqual(300);
