@@ -18,8 +18,7 @@ export default defineConfig({
         },
       },
       {
-        // The torture suite runs alone, after the rest: it spawns its own worker processes on both cores.
-        // Not part of `npm test` yet (`npm run test:torture` runs it): its CI tier does not pass yet.
+        // The torture suite's CI tier runs alone, after the rest: it spawns its own worker processes on both cores.
         extends: true,
         test: {
           name: 'torture',
