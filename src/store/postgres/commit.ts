@@ -175,14 +175,15 @@ export class PgCommit {
       ) - 1;
     }
     if (targets.length > 0) {
-      // SKIP LOCKED: a node of this worker is locked by nobody else (a take-back of this worker waits on the
-      // worker row above), so a locked one has moved on to another worker and its op is rejected, not waited on.
+      // Locked in id order, waiting: a lock can be held for reasons other than a new owner (a claim whose
+      // snapshot predates this node's lease locks the row it then finds no longer pending, until it ends), so
+      // skipping locked rows would reject live leases. The epoch and state read here decide, never a lock.
       at.targets = statements.push(
         `SELECT n.id, n.run_id, n.parent_id, n.state, n.epoch, n.pending_children, p.state AS parent_state, p.pending_children AS parent_pending,
                 CASE WHEN n.keyed THEN (SELECT json_agg(json_build_array(e.parent_id, q.state, q.pending_children))
                                           FROM ${t.edges} e JOIN ${t.nodes} q ON q.id = e.parent_id WHERE e.child_id = n.id) END AS edge_parents
            FROM ${t.nodes} n LEFT JOIN ${t.nodes} p ON p.id = n.parent_id
-          WHERE n.id IN (${targets.join(', ')}) FOR UPDATE OF n SKIP LOCKED`,
+          WHERE n.id IN (${targets.join(', ')}) ORDER BY n.id FOR UPDATE OF n`,
       ) - 1;
     }
     if (keyed.size > 0) {

@@ -363,6 +363,9 @@ export class PostgresStore implements Store {
       const claimed: LeasedNode[] = [];
       for (const runId of runIds) {
         if (claimed.length >= limit) break;
+        // The run's row first, as commits take it: a claim then picks with a snapshot taken after every commit
+        // before it, and never holds a node lock a commit waits on while it waits on the commit's run lock.
+        await tx.query(`SELECT 1 FROM ${t.runs} WHERE id = $1 FOR UPDATE`, [runId]);
         const rows = await tx.query(
           `WITH picked AS (
              SELECT id FROM ${t.nodes}
