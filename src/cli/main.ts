@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { RlmError } from '../engine/errors.js';
 import { redactUrl } from '../store/open.js';
@@ -38,6 +39,7 @@ export async function main(argv: string[]): Promise<ExitCode> {
   let code: ExitCode = EXIT.ok;
   const program = new Command('rlm')
     .description('Durable recursion: run a recursive task that survives crashes, deploys and days of running.')
+    .version(packageVersion(), '-V, --version', 'print the rlm version')
     .exitOverride()
     .configureOutput({ writeErr: (text) => process.stderr.write(text) });
   const set = (p: Promise<ExitCode>) =>
@@ -149,6 +151,11 @@ export async function main(argv: string[]): Promise<ExitCode> {
     }
     return reportError(error);
   }
+}
+
+/** The version in rlm's package.json (two levels above this file in src/ and in dist/). */
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 }
 
 function reportError(error: unknown): ExitCode {

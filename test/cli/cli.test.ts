@@ -1,7 +1,7 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runCli } from '../helpers/cli.js';
+import { ROOT, runCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/temp.js';
 
 describe('rlm run: failure modes end as specified (real processes)', () => {
@@ -106,6 +106,12 @@ describe('bad input gets one clear line and exit 2, and loses nothing', () => {
       }
     });
   }
+
+  it('--version prints the package version and exits 0', async () => {
+    const out = await runCli(['--version']);
+    expect(out.code).toBe(0);
+    expect(out.stdout.trim()).toBe((JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version);
+  });
 
   it('an unknown run, a store path that is a directory, and a file that is not a store', async () => {
     const tmp = tempDir();
