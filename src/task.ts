@@ -96,6 +96,12 @@ export interface TaskDefinition<I = unknown, R = unknown> {
   deadChildren?: 'wait' | 'pass';
   /** Upgrades from older versions: `migrate[n]` turns a version-n input into a version n+1 input. */
   migrate?: Record<number, (old: unknown) => unknown>;
+  /**
+   * How inputs, contexts, results, emitted records and effect values are stored. `'json'` holds plain JSON;
+   * `'msgpack'` is binary and also keeps Date, Map, Set, BigInt, Uint8Array/Buffer and undefined. Stored values
+   * record their codec, so changing this option never breaks a run already in the store. @default 'json'
+   */
+  codec?: 'json' | 'msgpack';
   run(input: I, ctx: TaskContext): StepResult<I, R> | undefined | Promise<StepResult<I, R> | undefined>;
   /** Fan-in: runs once after every child has a result; its return is this node's result. */
   combine?(input: I, childResults: Array<R | ChildFailure>, ctx: TaskContext): R | Promise<R>;

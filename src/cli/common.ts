@@ -53,12 +53,3 @@ export function parseJson(text: string, what: string): unknown {
 export function print(line: string): void {
   process.stdout.write(`${line}\n`);
 }
-
-export function tryJson(text: string | null): unknown {
-  if (text === null) return null;
-  try {
-    return JSON.parse(text);
-  } catch {
-    return text;
-  }
-}

@@ -1,6 +1,7 @@
 import { NotFoundError } from '../engine/errors.js';
 import type { NodeRecord } from '../store/store.js';
-import { EXIT, type ExitCode, type GlobalFlags, parseNodeId, print, requireRun, tryJson, withStore } from './common.js';
+import { payloadView } from '../engine/json-view.js';
+import { EXIT, type ExitCode, type GlobalFlags, parseNodeId, print, requireRun, withStore } from './common.js';
 
 export function nodeJson(node: NodeRecord) {
   return {
@@ -17,9 +18,9 @@ export function nodeJson(node: NodeRecord) {
     priority: node.priority,
     pendingChildren: node.pendingChildren,
     parkReason: node.parkReason,
-    input: tryJson(node.input),
-    context: tryJson(node.context),
-    result: tryJson(node.result),
+    input: payloadView(node.input),
+    context: payloadView(node.context),
+    result: payloadView(node.result),
     errors: node.errors,
   };
 }
@@ -33,7 +34,7 @@ export async function inspectCommand(runId: string, nodeText: string, flags: Glo
     const [effects, children, subtree] = await Promise.all([store.listEffects(node.id), store.listChildren(node.id, flags.children ?? 50), store.subtreeCounts(node.id)]);
     const json = {
       ...nodeJson(node),
-      effects: effects.map((e) => ({ name: e.name, value: tryJson(e.value), at: new Date(e.at).toISOString() })),
+      effects: effects.map((e) => ({ name: e.name, value: payloadView(e.value), at: new Date(e.at).toISOString() })),
       subtree,
       children: children.map((c) => ({ nodeId: c.id, key: c.key, state: c.state })),
     };

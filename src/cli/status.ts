@@ -1,5 +1,6 @@
 import type { RunRecord } from '../store/store.js';
-import { EXIT, type ExitCode, type GlobalFlags, print, requireRun, tryJson, withStore } from './common.js';
+import { payloadView } from '../engine/json-view.js';
+import { EXIT, type ExitCode, type GlobalFlags, print, requireRun, withStore } from './common.js';
 
 /** The stable `--json` shape of one run (documented in README). */
 export function runJson(run: RunRecord, extra: Record<string, unknown> = {}) {
@@ -14,7 +15,7 @@ export function runJson(run: RunRecord, extra: Record<string, unknown> = {}) {
     nodes: run.nodeCount,
     dlq: run.counts.dead,
     rate: elapsed > 0 ? Math.round(run.counts.done / elapsed) : 0,
-    result: run.state === 'completed' ? tryJson(run.result) : null,
+    result: run.state === 'completed' ? payloadView(run.result) : null,
     createdAt: new Date(run.createdAt).toISOString(),
     finishedAt: run.finishedAt ? new Date(run.finishedAt).toISOString() : null,
     ...extra,
@@ -42,7 +43,7 @@ export async function statusCommand(runId: string | undefined, flags: GlobalFlag
     print(`  pending ${c.pending}  running ${c.running}  waiting ${c.waiting}  done ${c.done}  dead ${c.dead}  parked ${c.parked}`);
     print(`  ${json.rate} nodes/s on average; dead-letter queue: ${c.dead}`);
     print(`  depth histogram: ${depths.map((d) => `${d.depth}:${d.count}`).join(' ')}`);
-    if (run.state === 'completed') print(`  result: ${run.result}`);
+    if (run.state === 'completed') print(`  result: ${JSON.stringify(payloadView(run.result))}`);
     return EXIT.ok;
   });
 }

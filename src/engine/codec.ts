@@ -1,10 +1,36 @@
+import type { Payload } from '../store/store.js';
 import { NotSerializableError } from './errors.js';
+import { decodeBinary, encodeMsgpack } from './msgpack.js';
 
-/**
- * The JSON codec: what a handler gets back on resume must equal what it returned, so values that JSON would
- * silently change (a Date, a Map, NaN, a function) are refused at the step that produced them, with the path
- * of the bad value, rather than discovered at a later read.
+/*
+ * Codecs: how a task's values (inputs, contexts, results, emitted records, effect values) become payloads.
+ * - json (the default): JSON text. What a handler gets back on resume must equal what it returned, so values
+ *   that JSON would silently change (a Date, a Map, NaN, a function) are refused at the step that produced them.
+ * - msgpack (`codec: 'msgpack'` on the task): bytes, which keep Date, Map, Set, BigInt, Uint8Array/Buffer and
+ *   undefined. Values it would silently change are refused the same way.
+ * Payloads describe themselves (text is JSON; bytes start with a format mark), so a run's stored payloads decode
+ * whichever codec the task names today; a run may hold both after a task switches codec.
  */
+
+export type CodecName = 'json' | 'msgpack';
+
+export const CODECS: readonly CodecName[] = ['json', 'msgpack'];
+
+/** Encodes values for the store. */
+export interface Codec {
+  readonly name: CodecName;
+  /** Encodes `value`, or throws NotSerializableError naming what (`what`) and the path of the value it cannot hold. */
+  encode(value: unknown, what: string): Payload;
+}
+
+export const jsonCodec: Codec = Object.freeze({ name: 'json', encode });
+export const msgpackCodec: Codec = Object.freeze({ name: 'msgpack', encode: encodeMsgpack });
+
+export function codecNamed(name: CodecName): Codec {
+  return name === 'msgpack' ? msgpackCodec : jsonCodec;
+}
+
+/** The JSON codec's encoder. */
 export function encode(value: unknown, what: string): string {
   try {
     const problem = findUnserializable(value, '$', new Set());
@@ -17,13 +43,21 @@ export function encode(value: unknown, what: string): string {
   }
 }
 
-/** Like `encode`, but `undefined` stays absent (null in the store). */
-export function encodeOptional(value: unknown, what: string): string | null {
-  return value === undefined ? null : encode(value, what);
+/** Like `codec.encode`, but `undefined` stays absent (null in the store). */
+export function encodeOptional(codec: Codec, value: unknown, what: string): Payload | null {
+  return value === undefined ? null : codec.encode(value, what);
 }
 
-export function decode(text: string | null): unknown {
-  return text === null ? undefined : JSON.parse(text);
+/** Decodes a payload of any codec; null (absent) is undefined. */
+export function decode(payload: Payload | null): unknown {
+  if (payload === null) return undefined;
+  return typeof payload === 'string' ? JSON.parse(payload) : decodeBinary(payload);
+}
+
+/** Whether two payloads hold the same bytes (or text). */
+export function samePayload(a: Payload | null, b: Payload | null): boolean {
+  if (typeof a === 'string' || typeof b === 'string' || a === null || b === null) return a === b;
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
 }
 
 function findUnserializable(value: unknown, path: string, seen: Set<object>): { path: string; reason: string } | null {
@@ -36,7 +70,7 @@ function findUnserializable(value: unknown, path: string, seen: Set<object>): { 
     case 'undefined':
       return null;
     case 'bigint':
-      return { path, reason: 'a BigInt has no JSON form (store it as a string)' };
+      return { path, reason: "a BigInt has no JSON form (store it as a string, or use codec: 'msgpack')" };
     case 'function':
       return { path, reason: 'a function cannot be stored' };
     case 'symbol':
@@ -59,7 +93,7 @@ function findUnserializable(value: unknown, path: string, seen: Set<object>): { 
   const proto = Object.getPrototypeOf(object);
   if (proto !== Object.prototype && proto !== null) {
     const name = (object as { constructor?: { name?: string } }).constructor?.name ?? 'object';
-    return { path, reason: `a ${name} is not plain JSON (convert it, e.g. a Date with toISOString())` };
+    return { path, reason: `a ${name} is not plain JSON (convert it, e.g. a Date with toISOString(), or use codec: 'msgpack')` };
   }
   seen.add(object);
   for (const key in object) {

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Json, Task } from '../task.js';
 import type { EmitRecord, NodeState, RunRecord, RunState, Store } from '../store/store.js';
 import { context, traceparentOf } from '../observe/tracing.js';
-import { decode, encode, encodeOptional } from './codec.js';
+import { decode, encodeOptional } from './codec.js';
 import { ConfigError, NotFoundError, RlmError } from './errors.js';
 import { type EngineOptions, type ResolvedEngineOptions, resolveOptions } from './options.js';
 import { openStore } from '../store/open.js';
@@ -114,7 +114,7 @@ class RlmEngine implements Engine {
     if (options.nodeBudget !== undefined && (!Number.isInteger(options.nodeBudget) || options.nodeBudget < 1)) {
       throw new ConfigError(`Expected \`nodeBudget\` to be an integer >= 1, got \`${String(options.nodeBudget)}\`.`);
     }
-    const encodedInput = encode(input, 'The run input');
+    const encodedInput = runtime.codec.encode(input, 'The run input');
     const rootContext = options.context ?? null;
     let rootKey = 'root';
     let priority = 0;
@@ -125,7 +125,7 @@ class RlmEngine implements Engine {
       task: runtime.name,
       taskVersion: runtime.version,
       input: encodedInput,
-      context: encodeOptional(options.context, 'The run context'),
+      context: encodeOptional(runtime.codec, options.context, 'The run context'),
       rootKey,
       rootKeyed: runtime.keyed,
       rootPriority: priority,

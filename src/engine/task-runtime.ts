@@ -1,5 +1,6 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec';
 import { DEFAULT_LIMITS, type Json, type Task, type TaskLimits } from '../task.js';
+import { CODECS, type Codec, type CodecName, codecNamed } from './codec.js';
 import { ConfigError, InvalidInputError, RlmError } from './errors.js';
 
 /** @internal A task checked once, with its defaults applied: what the worker runs. */
@@ -14,6 +15,7 @@ export interface TaskRuntime {
   readonly waits: boolean;
   readonly passDead: boolean;
   readonly depthPolicy: 'dlq' | 'park';
+  readonly codec: Codec;
   /** Migrates (from `version`) then validates; throws InvalidInputError or an RlmError('MIGRATION'). */
   prepare(input: unknown, version: number): Promise<unknown>;
   /** Validates only (a child at spawn). Returns the schema's output. */
@@ -58,6 +60,9 @@ export function taskRuntime(value: unknown): TaskRuntime {
       if (!/^\d+$/.test(from) || typeof fn !== 'function') throw new ConfigError(`Task ${task.name}: \`migrate[${from}]\` must be a function keyed by a version number.`);
     }
   }
+  if (task.codec !== undefined && !CODECS.includes(task.codec)) {
+    throw new ConfigError(`Task ${task.name}: \`codec\` must be ${CODECS.map((c) => `'${c}'`).join(' or ')}, got \`${String(task.codec)}\`.`);
+  }
   const schema = task.input;
   if (schema !== undefined && typeof (schema as StandardSchemaV1)?.['~standard']?.validate !== 'function') {
     throw new ConfigError(`Task ${task.name}: \`input\` must be a Standard Schema (zod, valibot, arktype…); it has no ~standard.validate.`);
@@ -86,6 +91,7 @@ export function taskRuntime(value: unknown): TaskRuntime {
     waits: task.combine !== undefined,
     passDead: task.deadChildren === 'pass',
     depthPolicy: task.depthPolicy === 'park' ? 'park' : 'dlq',
+    codec: codecNamed((task.codec ?? 'json') as CodecName),
     async prepare(input, from) {
       let value = input;
       if (from > version) throw new RlmError(`Node written by version ${from} of ${task.name}; this worker runs version ${version}.`, 'VERSION');

@@ -23,13 +23,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Span } from '@opentelemetry/api';
 import type { ChildFailure, ChildSpec, Json, StepResult, TaskContext } from '../task.js';
-import type { CommitOp, CommitResult, ErrorEntry, LeasedNode, NewNode, Store, StepOp, StepOutcome } from '../store/store.js';
+import type { CommitOp, CommitResult, ErrorEntry, LeasedNode, NewNode, Payload, Store, StepOp, StepOutcome } from '../store/store.js';
 import { failpoints } from '../failpoints.js';
 import type { Logger } from '../observe/logger.js';
 import { silentLogger } from '../observe/logger.js';
 import { ATTR, SPAN } from '../observe/names.js';
 import { context, contextFromTraceparent, endSpan, startSpan, trace, tracingEnabled, traceparentOf } from '../observe/tracing.js';
-import { decode, encode, encodeOptional } from './codec.js';
+import { type Codec, decode, encodeOptional } from './codec.js';
 import { describeThrown, NonRetryableError, RlmError, StaleLeaseError, StoreCorruptError, StoreIoError } from './errors.js';
 import { FlightRecorder, readFlight } from './flight.js';
 import { Frontier } from './frontier.js';
@@ -59,11 +59,11 @@ interface WindowNode {
   childResults?: unknown[];
   /** Decoded input; `validated` says whether it passed the gate already (born here). */
   input: unknown;
-  encodedInput: string | null;
+  encodedInput: Payload | null;
   validated: boolean;
   context: Json;
   /** The context as stored, handed on to children that inherit it without re-encoding. */
-  encodedContext: string | null;
+  encodedContext: Payload | null;
 }
 
 /** Children of a waiting parent that finished in this process, kept so combine needs no read. */
@@ -175,6 +175,7 @@ export class Worker {
     this.#host = {
       log: this.#log,
       controllers: this.#controllers,
+      codec: this.#task.codec,
       stopping: () => this.#stopping !== null,
       effect: (node, name, fn) => this.#effect(node, name, fn),
     };
@@ -663,7 +664,7 @@ export class Worker {
     }
   }
 
-  #stepOp(node: WindowNode, outcome: StepOutcome, attempts: number, children: NewNode[], emits: string[]): StepOp {
+  #stepOp(node: WindowNode, outcome: StepOutcome, attempts: number, children: NewNode[], emits: Payload[]): StepOp {
     return { kind: 'step', runId: node.runId, nodeId: node.id, epoch: node.epoch, outcome, attempts, children, emits, waits: this.#task.waits, passDead: this.#task.passDead };
   }
 
@@ -739,7 +740,7 @@ export class Worker {
       return this.#childResults(node).then(async (results) => {
         const value = await (task.combine as NonNullable<typeof task.combine>)(input, results, step);
         step.value = value;
-        return { type: 'done', result: encodeOptional(value, 'The result of combine') };
+        return { type: 'done', result: encodeOptional(this.#task.codec, value, 'The result of combine') };
       });
     }
     const output = task.run(input, step);
@@ -751,7 +752,7 @@ export class Worker {
     if (output !== undefined && (typeof output !== 'object' || output === null)) {
       throw new NonRetryableError(`run() of ${this.#task.name} must return { result?, children? } or nothing, got ${output === null ? 'null' : typeof output}.`);
     }
-    const result = encodeOptional(output?.result, 'The result');
+    const result = encodeOptional(this.#task.codec, output?.result, 'The result');
     step.value = output?.result;
     if (output?.children === undefined || output.children === null) return { type: 'done', result };
     const spawned = this.#spawn(node, step, output.children);
@@ -759,7 +760,7 @@ export class Worker {
     return this.#spawnOutcome(step, spawned, result);
   }
 
-  #spawnOutcome(step: Step, spawned: number | 'alarm', result: string | null): StepOutcome {
+  #spawnOutcome(step: Step, spawned: number | 'alarm', result: Payload | null): StepOutcome {
     if (spawned === 'alarm') {
       // Nothing of an alarmed step is persisted (children, records): a person decides first, and an
       // approved step runs again from the start.
@@ -940,16 +941,18 @@ export class Worker {
     let context: Json = parent.context;
     let validated: unknown;
     try {
+      const codec = task.codec;
       if (spec.context !== undefined) {
         context = spec.context;
-        row.context = encode(spec.context, `The context of child ${ord}`);
+        row.context = codec.encode(spec.context, `The context of child ${ord}`);
       } else {
         row.context = parent.encodedContext;
       }
-      row.input = encode(spec.input, `The input of child ${ord}`);
+      const input = codec.encode(spec.input, `The input of child ${ord}`);
+      row.input = input;
       // The child runs on the stored form of its input, so its first attempt sees exactly what a retry
       // after a crash will decode (-0 becomes 0, undefined fields vanish).
-      const stored = JSON.parse(row.input) as unknown;
+      const stored = typeof input === 'string' ? (JSON.parse(input) as unknown) : decode(input);
       if (task.keyed) {
         row.key = task.keyOf(stored);
         row.keyed = true;
@@ -1011,7 +1014,7 @@ export class Worker {
     this.#o.metrics?.effectCalls.inc();
     const value = await fn(idempotencyKey);
     if (failpoints.active) failpoints.hit('effect.afterCall');
-    const encoded = encode(value, `The value of effect '${name}'`);
+    const encoded = this.#task.codec.encode(value, `The value of effect '${name}'`);
     const result = await this.#pushAndCommit({ kind: 'effect', runId: node.runId, nodeId: node.id, nodeKey: node.key, epoch: node.epoch, name, value: encoded });
     if (result.rejected.includes(node.id)) throw new StaleLeaseError(node.id, node.epoch);
     if (failpoints.active) failpoints.hit('effect.afterJournal');
@@ -1061,6 +1064,7 @@ async function* toAsync<T>(iterator: Iterator<T>): AsyncGenerator<T> {
 interface StepHost {
   readonly log: Logger;
   readonly controllers: Set<AbortController>;
+  readonly codec: Codec;
   stopping(): boolean;
   effect<T>(node: WindowNode, name: string, fn: (idempotencyKey: string) => Promise<T> | T): Promise<T>;
 }
@@ -1074,10 +1078,10 @@ class Step implements TaskContext {
   readonly attempt: number;
   readonly context: Json;
   readonly traceId: string;
-  emits: string[] = [];
+  emits: Payload[] = [];
   children: NewNode[] = [];
   born: WindowNode[] = [];
-  /** The step's result as the handler returned it (plain JSON, checked by the codec). */
+  /** The step's result as the handler returned it (checked by the codec). */
   value: unknown;
   readonly #host: StepHost;
   readonly #node: WindowNode;
@@ -1118,7 +1122,7 @@ class Step implements TaskContext {
 
   emit(record: unknown): void {
     if (this.#finished) throw new RlmError(`ctx.emit was called after the step of node ${this.nodeId} ended; records must be emitted before the step returns.`, 'HANDLER');
-    this.emits.push(encode(record, 'An emitted record'));
+    this.emits.push(this.#host.codec.encode(record, 'An emitted record'));
   }
 
   effect<T>(name: string, fn: (idempotencyKey: string) => Promise<T> | T): Promise<T> {

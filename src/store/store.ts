@@ -2,8 +2,8 @@
  * The Store interface: the one persistence boundary. The engine speaks rlm's language to it, never SQL.
  * Every implementation passes test/store/conformance.ts.
  *
- * Payloads (inputs, contexts, results, emitted records, effect values) cross this boundary already encoded:
- * the store keeps them as opaque text and never parses them.
+ * Payloads (inputs, contexts, results, emitted records, effect values) cross this boundary already encoded
+ * (see Payload): the store keeps them as given, text as text and bytes as bytes, and never parses them.
  *
  * Node states:
  * - pending: on the frontier, runnable once `availableAt` has passed (a retry waits out its backoff here).
@@ -33,13 +33,22 @@ export function isTerminal(state: NodeState): boolean {
 
 export type StateCounts = Record<NodeState, number>;
 
+/**
+ * An encoded value: JSON text (the default codec), or bytes (a binary codec; rlm's msgpack payloads begin
+ * with the byte 0xC1, which begins no msgpack value and no UTF-8 text). A store gives back the form it was
+ * given: a string payload comes back as the same string, bytes as the same bytes (a Uint8Array, often a Buffer).
+ * A string payload is always JSON text, so a store may mark bytes it keeps in a text column by a first
+ * character JSON never starts with.
+ */
+export type Payload = string | Uint8Array;
+
 export interface NewRun {
   id: string;
   task: string;
   taskVersion: number;
   /** Encoded root input and context. */
-  input: string;
-  context: string | null;
+  input: Payload;
+  context: Payload | null;
   rootKey: string;
   /** The root's key came from the task's key function: descendants with that key are the root itself. */
   rootKeyed: boolean;
@@ -56,8 +65,8 @@ export interface RunRecord {
   task: string;
   taskVersion: number;
   state: RunState;
-  input: string;
-  result: string | null;
+  input: Payload;
+  result: Payload | null;
   order: 'dfs' | 'bfs';
   nodeBudget: number | null;
   nodeCount: number;
@@ -88,8 +97,8 @@ export interface LeasedNode {
   depth: number;
   priority: number;
   version: number;
-  input: string;
-  context: string | null;
+  input: Payload;
+  context: Payload | null;
   phase: NodePhase;
   /** Attempts counted so far: finished ones, and crashes of a worker that ran the node alone. */
   attempts: number;
@@ -116,8 +125,8 @@ export interface NewNode {
   depth: number;
   priority: number;
   version: number;
-  input: string;
-  context: string | null;
+  input: Payload;
+  context: Payload | null;
   /**
    * `running` is born leased to the committing worker under epoch 1; `dead` and `parked` carry `error`.
    * `done` and `waiting` are children whose own step finished before the commit that creates them: the row
@@ -126,16 +135,16 @@ export interface NewNode {
   state: 'pending' | 'running' | 'dead' | 'parked' | 'done' | 'waiting';
   error: ErrorEntry | null;
   /** For a child born `done` or `waiting`: its step's result and attempt count. */
-  result?: string | null;
+  result?: Payload | null;
   attempts?: number;
   traceparent: string | null;
 }
 
 export type StepOutcome =
   /** Finished with a result (a traversal node, a leaf, or a combine phase). */
-  | { type: 'done'; result: string | null }
+  | { type: 'done'; result: Payload | null }
   /** Spawned children and waits for them before its combine phase. */
-  | { type: 'wait'; result: string | null }
+  | { type: 'wait'; result: Payload | null }
   /** Failed; runs again once `availableAt` (epoch ms) has passed. */
   | { type: 'retry'; error: ErrorEntry; availableAt: number }
   /** Goes to the dead-letter queue. */
@@ -155,7 +164,7 @@ export interface StepOp {
   /** The node's attempt count after this step. */
   attempts: number;
   children: NewNode[];
-  emits: string[];
+  emits: Payload[];
   /** The task has `combine`: parents count their unfinished children. */
   waits: boolean;
   /** Dead children count as finished for their waiting parents (`deadChildren: 'pass'`). */
@@ -188,7 +197,7 @@ export interface EffectOp {
   nodeKey: string;
   epoch: number;
   name: string;
-  value: string;
+  value: Payload;
 }
 
 export type CommitOp = StepOp | SpawnOp | EffectOp;
@@ -241,9 +250,9 @@ export interface NodeRecord {
   version: number;
   state: NodeState;
   phase: NodePhase;
-  input: string | null;
-  context: string | null;
-  result: string | null;
+  input: Payload | null;
+  context: Payload | null;
+  result: Payload | null;
   attempts: number;
   epoch: number;
   owner: string | null;
@@ -259,12 +268,12 @@ export interface NodeRecord {
 export interface EmitRecord {
   seq: number;
   nodeId: number;
-  record: string;
+  record: Payload;
 }
 
 export interface EffectRecord {
   name: string;
-  value: string;
+  value: Payload;
   nodeId: number;
   at: number;
 }
@@ -322,7 +331,7 @@ export interface Store {
 
   getEffect(runId: string, nodeKey: string, name: string): Promise<EffectRecord | undefined>;
   /** Results of a node's children in spawn order (for combine), with their keys and states. */
-  childResults(nodeId: string | number): Promise<Array<{ key: string; state: NodeState; result: string | null; error: string | null }>>;
+  childResults(nodeId: string | number): Promise<Array<{ key: string; state: NodeState; result: Payload | null; error: string | null }>>;
 
   getNode(nodeId: number): Promise<NodeRecord | undefined>;
   /** Children of a node (first parent or shared), in spawn order. */

@@ -8,8 +8,9 @@
  *   cost, so a page polling every second cannot keep a large store busy.
  */
 import { NotFoundError, RlmError } from '../engine/errors.js';
+import { payloadView } from '../engine/json-view.js';
 import { redactUrl } from '../store/open.js';
-import type { NodeRecord, RunRecord, StateCounts, Store } from '../store/store.js';
+import type { NodeRecord, Payload, RunRecord, StateCounts, Store } from '../store/store.js';
 
 /**
  * Hides connection-string passwords anywhere in a text. redactUrl expects the text to start with the URL; a
@@ -102,8 +103,14 @@ export function parseNodeId(value: unknown): number {
 }
 
 /** A stored payload as the page shows it: parsed JSON, or the text cut short when it is very long. */
-function payload(text: string | null): unknown {
-  if (text === null) return null;
+function payload(stored: Payload | null): unknown {
+  if (stored === null) return null;
+  if (typeof stored !== 'string') {
+    // Binary (msgpack): shown as tagged JSON, cut like text when long.
+    const text = JSON.stringify(payloadView(stored));
+    return text.length > PAYLOAD_CHARS ? `${text.slice(0, PAYLOAD_CHARS)}… (${text.length - PAYLOAD_CHARS} more characters not shown)` : JSON.parse(text);
+  }
+  const text = stored;
   if (text.length > PAYLOAD_CHARS) return `${text.slice(0, PAYLOAD_CHARS)}… (${text.length - PAYLOAD_CHARS} more characters not shown)`;
   try {
     return JSON.parse(text);

@@ -9,6 +9,7 @@ import tree from '../../examples/tree.js';
 import { openEngine } from '../../src/index.js';
 import { PostgresStore } from '../../src/store/postgres/index.js';
 import type { Task } from '../../src/task.js';
+import { pgQuery } from '../helpers/postgres.js';
 
 const url = process.env.RLM_TEST_DATABASE_URL;
 const prefix = `rlm_engine_${process.pid}_${Date.now().toString(36)}`;
@@ -99,6 +100,53 @@ describe.skipIf(!url)('the engine on PostgreSQL', () => {
       const run = await store.getRun(runId);
       expect(run?.counts).toEqual({ pending: 0, running: 0, waiting: 0, done: 781, dead: 0, parked: 0 });
       expect(await store.recount(runId)).toEqual(run?.counts);
+    } finally {
+      await Promise.all(engines.map((engine) => engine.close()));
+    }
+  });
+
+  it('keeps msgpack values (BigInt, Date, Map, Buffer) across two engines, stored as text-marked bytes', async () => {
+    const schema = freshSchema();
+    const task: Task<{ n: bigint; depth: number }, { sum: bigint; at: Date; parts: Map<bigint, Buffer> }> = {
+      name: 'msgpack-tree',
+      codec: 'msgpack',
+      key: (input) => `${input.n}`,
+      run: ({ n, depth }, ctx) => {
+        ctx.emit({ n, at: new Date(Number(n)) });
+        if (depth === 0) return { result: { sum: n, at: new Date(Number(n)), parts: new Map([[n, Buffer.from([Number(n % 256n)])]]) } };
+        return { children: [1n, 2n, 3n].map((i) => ({ input: { n: n * 4n + i, depth: depth - 1 } })) };
+      },
+      combine: ({ n }, results) => {
+        const ok = results as { sum: bigint; at: Date; parts: Map<bigint, Buffer> }[];
+        return {
+          sum: ok.reduce((total, r) => total + r.sum, n),
+          at: new Date(Math.max(...ok.map((r) => r.at.getTime()))),
+          parts: new Map(ok.flatMap((r) => [...r.parts])),
+        };
+      },
+    };
+    const options = { windowSize: 4, claimBatch: 2, commitEverySteps: 4, commitEveryMs: 5, concurrency: 2, pollMs: 10 };
+    const engines = await Promise.all([1, 2].map(() => openEngine({ store: storeOn(schema), ...options })));
+    try {
+      const runId = await (engines[0] as (typeof engines)[number]).create(task, { n: 1n, depth: 3 });
+      const outcomes = await Promise.all((await Promise.all(engines.map((engine) => engine.resume(task, runId)))).map((handle) => handle.done));
+      const sizes = [1, 3, 9, 27];
+      for (const outcome of outcomes) {
+        expect(outcome.state).toBe('completed');
+        const result = outcome.result as { sum: bigint; at: Date; parts: Map<bigint, Buffer> };
+        expect(typeof result.sum).toBe('bigint');
+        expect(result.at).toBeInstanceOf(Date);
+        expect(result.parts.size).toBe(27);
+        expect([...result.parts.values()].every((b) => Buffer.isBuffer(b))).toBe(true);
+      }
+      expect(outcomes[0]?.counts.done).toBe(sizes.reduce((a, b) => a + b, 0));
+      const records: unknown[] = [];
+      for await (const item of (engines[0] as (typeof engines)[number]).results(runId)) records.push(item.record);
+      expect(records).toHaveLength(40);
+      expect((records[0] as { at: Date }).at).toBeInstanceOf(Date);
+      const [row] = (await pgQuery<{ result: string }>(url as string, `SELECT result FROM "${schema}".rlm_runs WHERE id = $1`, [runId])) as { result: string }[];
+      // '~' then base64 of the bytes: 0xC1 0x01 encode as 'wQ'.
+      expect(row?.result.startsWith('~wQ')).toBe(true);
     } finally {
       await Promise.all(engines.map((engine) => engine.close()));
     }

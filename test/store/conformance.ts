@@ -11,6 +11,7 @@ import type {
   LeasedNode,
   NewNode,
   NewRun,
+  Payload,
   RunRecord,
   StateCounts,
   StepOp,
@@ -855,6 +856,71 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSt
         expect(await store.getNode(k as number)).toMatchObject({ state: 'done', result: JSON.stringify('k'), input: null, key: 'kept' });
         expect((await store.getRun(run.id))?.counts).toEqual(before?.counts);
         expect(await store.getEffect(run.id, cb.key, 'e')).toBeDefined();
+      });
+    });
+
+    describe('payloads', () => {
+      /** A binary payload: the engine's mark, then bytes that are not UTF-8 and hold NUL. */
+      const bin = (...body: number[]): Uint8Array => Uint8Array.from([0xc1, 0x01, ...body]);
+      /** A payload's form and content: bytes must come back as bytes, text as text. */
+      const form = (payload: Payload | null | undefined): string | null => {
+        if (payload === null || payload === undefined) return null;
+        return typeof payload === 'string' ? `text ${payload}` : `bytes ${Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('hex')}`;
+      };
+      const forms = (payloads: readonly (Payload | null | undefined)[]) => payloads.map(form);
+
+      it('gives bytes back as bytes and text as text, wherever a payload goes', async () => {
+        const input = bin(0x00, 0xff, 0x7e, 0x00, 0x80);
+        const context = bin(0x00);
+        const run = await createRun({ input, context });
+        expect(form((await store.getRun(run.id))?.input)).toBe(form(input));
+        const { w, root } = await claimRoot(run);
+        expect(forms([root.input, root.context])).toEqual(forms([input, context]));
+        const [a, b, c] = await ids(3);
+        const ca = child(a as number, root.id, 0, { input: bin(1), context: bin(2) });
+        const cb = child(b as number, root.id, 1, { input: JSON.stringify({ text: true }), context, state: 'pending' });
+        const cc = child(c as number, root.id, 2, { input: bin(3), state: 'done', result: bin(4), attempts: 1 });
+        const first = await commit(w, [
+          { kind: 'effect', runId: run.id, nodeId: root.id, nodeKey: 'root', epoch: root.epoch, name: 'fetch', value: bin(5, 0) },
+          step(root, { type: 'wait', result: bin(6) }, { children: [ca, cb, cc], waits: true, emits: [bin(7), '"text"'] }),
+          { ...step(born(cc, run.id), { type: 'done', result: bin(4) }, { waits: true, emits: [bin(8)] }), merged: true },
+        ]);
+        expect(first.rejected).toEqual([]);
+        expect(form((await store.getEffect(run.id, 'root', 'fetch'))?.value)).toBe(form(bin(5, 0)));
+        expect(forms((await store.listEffects(root.id)).map((e) => e.value))).toEqual(forms([bin(5, 0)]));
+        expect(forms((await store.readEmits(run.id, 0, 10)).map((e) => e.record))).toEqual(forms([bin(7), '"text"', bin(8)]));
+        const nodeA = await store.getNode(a as number);
+        expect(forms([nodeA?.input, nodeA?.context])).toEqual(forms([bin(1), bin(2)]));
+        expect(form((await store.getNode(c as number))?.result)).toBe(form(bin(4)));
+        expect(form((await store.getNode(root.id))?.result)).toBe(form(bin(6)));
+        expect(forms((await store.listChildren(root.id)).map((n) => n.input))).toEqual(forms([bin(1), JSON.stringify({ text: true }), bin(3)]));
+        expect(forms((await store.listNodes(run.id, {})).map((n) => n.input))).toEqual(forms([input, bin(1), JSON.stringify({ text: true }), bin(3)]));
+        const [leasedB] = await claim(w, run);
+        expect(forms([leasedB?.input, leasedB?.context])).toEqual(forms([JSON.stringify({ text: true }), context]));
+        const last = await commit(w, [step(born(ca, run.id), done(), { waits: true }), { ...step(leasedB as LeasedNode, { type: 'done', result: bin(9) }), waits: true }]);
+        expect(last.ready.map((n) => n.id)).toEqual([root.id]);
+        expect(forms([last.ready[0]?.input, last.ready[0]?.context])).toEqual(forms([input, context]));
+        expect(forms((await store.childResults(root.id)).map((r) => r.result))).toEqual(forms([null, bin(9), bin(4)]));
+        await commit(w, [step(last.ready[0] as LeasedNode, { type: 'done', result: bin(10) }, { waits: true })]);
+        expect(form((await store.getRun(run.id))?.result)).toBe(form(bin(10)));
+        expect(form((await store.settleRun(run.id))?.result)).toBe(form(bin(10)));
+      });
+
+      it('leases a parent created and made ready in one commit with its binary payloads', async () => {
+        const run = await createRun();
+        const { w, root } = await claimRoot(run);
+        const [p, g] = await ids(2);
+        const parent = child(p as number, root.id, 0, { input: bin(1), context: bin(2), state: 'waiting', attempts: 1 });
+        const grandchild = child(g as number, p as number, 0, { depth: 2, input: bin(3) });
+        const result = await commit(w, [
+          step(root, wait, { children: [parent], waits: true }),
+          { ...step(born(parent, run.id), { type: 'wait', result: null }, { children: [grandchild], waits: true }), merged: true },
+          step(born(grandchild, run.id), { type: 'done', result: bin(4) }, { waits: true }),
+        ]);
+        expect(result.rejected).toEqual([]);
+        expect(result.ready.map((n) => n.id)).toEqual([p]);
+        expect(forms([result.ready[0]?.input, result.ready[0]?.context])).toEqual(forms([bin(1), bin(2)]));
+        expect(forms((await store.childResults(p as number)).map((r) => r.result))).toEqual(forms([bin(4)]));
       });
     });
 

@@ -68,7 +68,7 @@ async function runTask(ctx: Ctx, task: Task, input: unknown, options: { timeoutM
       outcome = await withTimeout(handle.done, options.timeoutMs ?? 20_000, () => handle.abort());
     }
     const nodes = await store.listNodes(handle.runId, { limit: 100_000 });
-    const emits = (await store.readEmits(handle.runId, 0, 100_000)).map((e) => JSON.parse(e.record) as unknown);
+    const emits = (await store.readEmits(handle.runId, 0, 100_000)).map((e) => JSON.parse(e.record as string) as unknown);
     return { outcome, nodes, emits, store, engine };
   } finally {
     await engine.close();

@@ -17,7 +17,7 @@
  */
 import { failpoints } from '../../failpoints.js';
 import type { CommitOp, CommitResult, ErrorEntry, LeasedNode, NewNode, NodeState, RunState, StateCounts } from '../store.js';
-import { countsFromRow, emptyCounts, settledState, storableError } from './rows.js';
+import { countsFromRow, emptyCounts, payloadOf, settledState, storableError, textOf, textOfOptional } from './rows.js';
 import type { Tables } from './schema.js';
 import type { Row, Transaction } from './session.js';
 
@@ -333,7 +333,7 @@ export class PgCommit {
       const key = `${op.runId}\u0000${op.nodeKey}\u0000${op.name}`;
       if (!this.#effectKeys.has(key)) {
         this.#effectKeys.add(key);
-        this.#effects.push({ run_id: op.runId, node_key: op.nodeKey, name: op.name, node_id: op.nodeId, value: op.value, at: this.#now });
+        this.#effects.push({ run_id: op.runId, node_key: op.nodeKey, name: op.name, node_id: op.nodeId, value: textOf(op.value), at: this.#now });
       }
       return;
     }
@@ -358,7 +358,7 @@ export class PgCommit {
       }
       if (op.children.length > 0) await this.#insertChildren(op.runId, node, op.children, op.waits, op.passDead);
       if (o.type === 'wait' && op.children.length === 0) this.#touched.add(op.nodeId);
-      for (const record of op.emits) this.#emits.push({ run_id: op.runId, node_id: op.nodeId, record, i: this.#emits.length });
+      for (const record of op.emits) this.#emits.push({ run_id: op.runId, node_id: op.nodeId, record: textOf(record), i: this.#emits.length });
       return;
     }
     const node = this.#fenced(op.nodeId, op.epoch);
@@ -370,11 +370,11 @@ export class PgCommit {
     switch (o.type) {
       case 'done':
         state = 'done';
-        this.#change(node, { state, result: o.result, attempts: op.attempts, owner: null, suspect: false });
+        this.#change(node, { state, result: textOfOptional(o.result), attempts: op.attempts, owner: null, suspect: false });
         break;
       case 'wait':
         state = 'waiting';
-        this.#change(node, { state, result: o.result, attempts: op.attempts, owner: null, suspect: false });
+        this.#change(node, { state, result: textOfOptional(o.result), attempts: op.attempts, owner: null, suspect: false });
         break;
       case 'retry':
         state = 'pending';
@@ -401,7 +401,7 @@ export class PgCommit {
     if (o.type === 'park' && o.pauseRun) this.#pauseRuns.set(op.runId, o.reason);
     if (op.children.length > 0) await this.#insertChildren(op.runId, node, op.children, op.waits, op.passDead);
     if (o.type === 'wait' && op.children.length === 0) this.#touched.add(op.nodeId);
-    for (const record of op.emits) this.#emits.push({ run_id: op.runId, node_id: op.nodeId, record, i: this.#emits.length });
+    for (const record of op.emits) this.#emits.push({ run_id: op.runId, node_id: op.nodeId, record: textOf(record), i: this.#emits.length });
     if (op.waits && (o.type === 'done' || (o.type === 'dead' && op.passDead))) this.#finished(node);
   }
 
@@ -448,9 +448,9 @@ export class PgCommit {
           version: child.version,
           state,
           phase: 'run',
-          input: child.input,
-          context: child.context,
-          result: state === 'done' || state === 'waiting' ? (child.result ?? null) : null,
+          input: textOf(child.input),
+          context: textOfOptional(child.context),
+          result: state === 'done' || state === 'waiting' ? textOfOptional(child.result) : null,
           attempts: child.attempts ?? 0,
           epoch: state === 'running' || state === 'done' || state === 'waiting' ? 1 : 0,
           owner: state === 'running' ? this.#workerId : null,
@@ -595,8 +595,8 @@ export class PgCommit {
               depth: row.depth,
               priority: row.priority,
               version: row.version,
-              input: row.input,
-              context: row.context,
+              input: payloadOf(row.input) ?? 'null',
+              context: payloadOf(row.context),
               phase: 'combine',
               attempts: row.attempts,
               epoch: row.epoch,
@@ -798,8 +798,8 @@ export class PgCommit {
         depth: row.depth as number,
         priority: row.priority as number,
         version: row.version as number,
-        input: (row.input as string | null) ?? 'null',
-        context: (row.context as string | null) ?? null,
+        input: payloadOf(row.input) ?? 'null',
+        context: payloadOf(row.context),
         phase: row.phase as LeasedNode['phase'],
         attempts: row.attempts as number,
         epoch: row.epoch as number,

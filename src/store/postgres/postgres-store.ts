@@ -12,6 +12,7 @@ import type {
   NewRun,
   NodeRecord,
   NodeState,
+  Payload,
   RunRecord,
   RunState,
   StateCounts,
@@ -21,7 +22,22 @@ import type {
   WorkerRecord,
 } from '../store.js';
 import { PgCommit } from './commit.js';
-import { countsFromRow, emptyCounts, errorsOf, LEASED_COLUMNS, leasedFromRow, nodeFromRow, runFromRow, settledState, workerFromRow } from './rows.js';
+import {
+  countsFromRow,
+  emptyCounts,
+  errorsOf,
+  LEASED_COLUMNS,
+  leasedAsText,
+  leasedFromRow,
+  leasedFromText,
+  nodeFromRow,
+  payloadOf,
+  runFromRow,
+  settledState,
+  textOf,
+  textOfOptional,
+  workerFromRow,
+} from './rows.js';
 import { MIGRATIONS, SCHEMA_VERSION, type Tables, tablesIn } from './schema.js';
 import { Listener, type Row, Session, type Transaction } from './session.js';
 
@@ -160,7 +176,7 @@ export class PostgresStore implements Store {
          INSERT INTO ${t.nodes} (id, run_id, parent_id, ord, key, keyed, depth, priority, order_key, version, state, input, context, traceparent, created_at, updated_at)
          SELECT run.root_id, $1, NULL, 0, $9, $12, 0, $10, CASE WHEN $6 = 'dfs' THEN -run.root_id ELSE run.root_id END, $3, 'pending', $4, $5, $11, $8, $8 FROM run
          RETURNING id`,
-        [run.id, run.task, run.taskVersion, run.input, run.context, run.order, run.nodeBudget, now, run.rootKey, run.rootPriority, run.traceparent, run.rootKeyed],
+        [run.id, run.task, run.taskVersion, textOf(run.input), textOfOptional(run.context), run.order, run.nodeBudget, now, run.rootKey, run.rootPriority, run.traceparent, run.rootKeyed],
       );
       if (rows.length === 0) {
         throw new ConfigError(`A run with id ${run.id} exists already; resume it with --run ${run.id}, or choose another id.`);
@@ -401,7 +417,7 @@ export class PostgresStore implements Store {
           `WITH marker AS (INSERT INTO ${t.commits} (id, result) VALUES ($1, $2) RETURNING seq),
                 woken AS (SELECT pg_notify($3, r) FROM unnest($4::text[]) AS r)
            SELECT (SELECT seq FROM marker) AS seq, (SELECT count(*) FROM woken) AS woken`,
-          [marker, JSON.stringify(result), this.#channel, notify],
+          [marker, JSON.stringify({ ...result, ready: result.ready.map(leasedAsText) }), this.#channel, notify],
         );
         return { ...result, seq: row?.seq as number };
       },
@@ -417,24 +433,25 @@ export class PostgresStore implements Store {
   async #committed(marker: string): Promise<CommitResult | undefined> {
     const [row] = await this.#query(`SELECT seq, result FROM ${this.#t.commits} WHERE id = $1`, [marker]);
     if (!row) return undefined;
-    return { ...(JSON.parse(row.result as string) as Omit<CommitResult, 'seq'>), seq: row.seq as number };
+    const result = JSON.parse(row.result as string) as Omit<CommitResult, 'seq'>;
+    return { ...result, ready: result.ready.map(leasedFromText), seq: row.seq as number };
   }
 
   async getEffect(runId: string, nodeKey: string, name: string): Promise<EffectRecord | undefined> {
     const [row] = await this.#query(`SELECT name, value, node_id, at FROM ${this.#t.effects} WHERE run_id = $1 AND node_key = $2 AND name = $3`, [runId, nodeKey, name]);
-    return row ? { name: row.name as string, value: row.value as string, nodeId: row.node_id as number, at: row.at as number } : undefined;
+    return row ? { name: row.name as string, value: payloadOf(row.value) ?? 'null', nodeId: row.node_id as number, at: row.at as number } : undefined;
   }
 
   async listEffects(nodeId: number): Promise<EffectRecord[]> {
     return (await this.#query(`SELECT name, value, node_id, at FROM ${this.#t.effects} WHERE node_id = $1 ORDER BY at, name`, [nodeId])).map((row) => ({
       name: row.name as string,
-      value: row.value as string,
+      value: payloadOf(row.value) ?? 'null',
       nodeId: row.node_id as number,
       at: row.at as number,
     }));
   }
 
-  async childResults(nodeId: string | number): Promise<Array<{ key: string; state: NodeState; result: string | null; error: string | null }>> {
+  async childResults(nodeId: string | number): Promise<Array<{ key: string; state: NodeState; result: Payload | null; error: string | null }>> {
     const t = this.#t;
     const rows = await this.#query(
       `SELECT key, state, result, errors FROM (
@@ -449,7 +466,7 @@ export class PostgresStore implements Store {
       return {
         key: row.key as string,
         state: row.state as NodeState,
-        result: (row.result as string | null) ?? null,
+        result: payloadOf(row.result),
         error: errors.length > 0 ? (errors[errors.length - 1]?.message ?? null) : null,
       };
     });
@@ -486,7 +503,7 @@ export class PostgresStore implements Store {
 
   async readEmits(runId: string, afterSeq: number, limit: number): Promise<EmitRecord[]> {
     const rows = await this.#query(`SELECT seq, node_id, record FROM ${this.#t.emits} WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, [runId, afterSeq, limit]);
-    return rows.map((row) => ({ seq: row.seq as number, nodeId: row.node_id as number, record: row.record as string }));
+    return rows.map((row) => ({ seq: row.seq as number, nodeId: row.node_id as number, record: payloadOf(row.record) ?? 'null' }));
   }
 
   async subtreeCounts(nodeId: number): Promise<StateCounts> {

@@ -1,6 +1,40 @@
 /** Rows of the PostgreSQL schema as the Store interface's records. */
-import type { ErrorEntry, LeasedNode, NodeRecord, NodeState, RunRecord, RunState, StateCounts, WorkerRecord } from '../store.js';
+import type { ErrorEntry, LeasedNode, NodeRecord, NodeState, Payload, RunRecord, RunState, StateCounts, WorkerRecord } from '../store.js';
 import type { Row } from './session.js';
+
+/**
+ * Payload columns are TEXT, which cannot hold a NUL byte: bytes are kept as `~` and their base64. JSON text,
+ * the only other payload, never starts with `~`.
+ */
+const BYTES_MARK = '~';
+const BYTES_MARK_CODE = 0x7e;
+
+/** A payload as its TEXT column holds it. */
+export function textOf(payload: Payload): string {
+  return typeof payload === 'string' ? payload : BYTES_MARK + Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('base64');
+}
+
+export function textOfOptional(payload: Payload | null | undefined): string | null {
+  return payload === null || payload === undefined ? null : textOf(payload);
+}
+
+/** A payload from its TEXT column: text as it is, or the bytes it marks. */
+export function payloadOf(text: unknown): Payload | null {
+  if (typeof text !== 'string') return null;
+  return text.charCodeAt(0) === BYTES_MARK_CODE ? Buffer.from(text.slice(1), 'base64') : text;
+}
+
+/** A leased node with its payloads as text, for the commit marker (JSON). */
+export function leasedAsText(node: LeasedNode): LeasedNode {
+  return typeof node.input === 'string' && (node.context === null || typeof node.context === 'string')
+    ? node
+    : { ...node, input: textOf(node.input), context: textOfOptional(node.context) };
+}
+
+/** A leased node read back from the commit marker. */
+export function leasedFromText(node: LeasedNode): LeasedNode {
+  return { ...node, input: payloadOf(node.input) ?? 'null', context: payloadOf(node.context) };
+}
 
 export const LEASED_COLUMNS =
   'id, run_id, parent_id, key, depth, priority, version, input, context, phase, attempts, epoch, suspect, fanout_ok, spawned, traceparent';
@@ -18,8 +52,8 @@ export function leasedFromRow(row: Row): LeasedNode {
     depth: row.depth as number,
     priority: row.priority as number,
     version: row.version as number,
-    input: (row.input as string | null) ?? 'null',
-    context: (row.context as string | null) ?? null,
+    input: payloadOf(row.input) ?? 'null',
+    context: payloadOf(row.context),
     phase: row.phase as LeasedNode['phase'],
     attempts: row.attempts as number,
     epoch: row.epoch as number,
@@ -46,9 +80,9 @@ export function nodeFromRow(row: Row): NodeRecord {
     version: row.version as number,
     state: row.state as NodeState,
     phase: row.phase as NodeRecord['phase'],
-    input: (row.input as string | null) ?? null,
-    context: (row.context as string | null) ?? null,
-    result: (row.result as string | null) ?? null,
+    input: payloadOf(row.input),
+    context: payloadOf(row.context),
+    result: payloadOf(row.result),
     attempts: row.attempts as number,
     epoch: row.epoch as number,
     owner: (row.owner as string | null) ?? null,
@@ -79,8 +113,8 @@ export function runFromRow(row: Row): RunRecord {
     task: row.task as string,
     taskVersion: row.task_version as number,
     state: row.state as RunState,
-    input: row.input as string,
-    result: (row.result as string | null) ?? null,
+    input: payloadOf(row.input) ?? 'null',
+    result: payloadOf(row.result),
     order: row.frontier_order as RunRecord['order'],
     nodeBudget: (row.node_budget as number | null) ?? null,
     nodeCount: row.node_count as number,

@@ -22,6 +22,7 @@ import type {
   NewRun,
   NodeRecord,
   NodeState,
+  Payload,
   RunRecord,
   RunState,
   StateCounts,
@@ -75,8 +76,8 @@ function leasedFromRow(row: Row): LeasedNode {
     depth: row.depth as number,
     priority: row.priority as number,
     version: row.version as number,
-    input: (row.input as string | null) ?? 'null',
-    context: (row.context as string | null) ?? null,
+    input: (row.input as Payload | null) ?? 'null',
+    context: (row.context as Payload | null) ?? null,
     phase: row.phase as LeasedNode['phase'],
     attempts: row.attempts as number,
     epoch: row.epoch as number,
@@ -109,9 +110,9 @@ function nodeFromRow(row: Row): NodeRecord {
     version: row.version as number,
     state: row.state as NodeState,
     phase: row.phase as NodeRecord['phase'],
-    input: (row.input as string | null) ?? null,
-    context: (row.context as string | null) ?? null,
-    result: (row.result as string | null) ?? null,
+    input: (row.input as Payload | null) ?? null,
+    context: (row.context as Payload | null) ?? null,
+    result: (row.result as Payload | null) ?? null,
     attempts: row.attempts as number,
     epoch: row.epoch as number,
     owner: (row.owner as string | null) ?? null,
@@ -135,8 +136,8 @@ function runFromRow(row: Row): RunRecord {
     task: row.task as string,
     taskVersion: row.task_version as number,
     state: row.state as RunState,
-    input: row.input as string,
-    result: (row.result as string | null) ?? null,
+    input: row.input as Payload,
+    result: (row.result as Payload | null) ?? null,
     order: row.frontier_order as RunRecord['order'],
     nodeBudget: (row.node_budget as number | null) ?? null,
     nodeCount: row.node_count as number,
@@ -488,7 +489,7 @@ export class SqliteStore implements Store {
     const state = run.state as RunState;
     if (state === 'cancelled') return state;
     const active = (run.n_pending as number) + (run.n_running as number);
-    const root = this.#stmt('SELECT state, result FROM rlm_nodes WHERE id = ?').get(run.root_id) as { state: NodeState; result: string | null } | undefined;
+    const root = this.#stmt('SELECT state, result FROM rlm_nodes WHERE id = ?').get(run.root_id) as { state: NodeState; result: Payload | null } | undefined;
     if (!root) throw new StoreCorruptError(`The store ${this.path} is damaged: the root node of run ${runId} is missing.`);
     let next: RunState = state;
     let reason = (run.pause_reason as string | null) ?? null;
@@ -697,21 +698,21 @@ export class SqliteStore implements Store {
     const row = this.#read(
       () => this.#stmt('SELECT name, value, node_id, at FROM rlm_effects WHERE run_id = ? AND node_key = ? AND name = ?').get(runId, nodeKey, name) as Row | undefined,
     );
-    return row ? { name: row.name as string, value: row.value as string, nodeId: row.node_id as number, at: row.at as number } : undefined;
+    return row ? { name: row.name as string, value: row.value as Payload, nodeId: row.node_id as number, at: row.at as number } : undefined;
   }
 
   async listEffects(nodeId: number): Promise<EffectRecord[]> {
     return this.#read(() =>
       (this.#stmt('SELECT name, value, node_id, at FROM rlm_effects WHERE node_id = ? ORDER BY at').all(nodeId) as Row[]).map((row) => ({
         name: row.name as string,
-        value: row.value as string,
+        value: row.value as Payload,
         nodeId: row.node_id as number,
         at: row.at as number,
       })),
     );
   }
 
-  async childResults(nodeId: string | number): Promise<Array<{ key: string; state: NodeState; result: string | null; error: string | null }>> {
+  async childResults(nodeId: string | number): Promise<Array<{ key: string; state: NodeState; result: Payload | null; error: string | null }>> {
     return this.#read(() =>
       (
         this.#stmt(
@@ -726,7 +727,7 @@ export class SqliteStore implements Store {
         return {
           key: row.key as string,
           state: row.state as NodeState,
-          result: (row.result as string | null) ?? null,
+          result: (row.result as Payload | null) ?? null,
           error: errors.length > 0 ? (errors[errors.length - 1]?.message ?? null) : null,
         };
       }),
@@ -771,7 +772,7 @@ export class SqliteStore implements Store {
   async readEmits(runId: string, afterSeq: number, limit: number): Promise<EmitRecord[]> {
     return this.#read(() =>
       (this.#stmt('SELECT seq, node_id, record FROM rlm_emits WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?').all(runId, afterSeq, limit) as Row[]).map(
-        (row) => ({ seq: row.seq as number, nodeId: row.node_id as number, record: row.record as string }),
+        (row) => ({ seq: row.seq as number, nodeId: row.node_id as number, record: row.record as Payload }),
       ),
     );
   }
