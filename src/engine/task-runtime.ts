@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { StandardSchemaV1 } from '@standard-schema/spec';
 import { DEFAULT_LIMITS, type Json, type Task, type TaskLimits } from '../task.js';
 import { CODECS, type Codec, type CodecName, codecNamed } from './codec.js';
@@ -16,6 +17,8 @@ export interface TaskRuntime {
   readonly passDead: boolean;
   readonly depthPolicy: 'dlq' | 'park';
   readonly codec: Codec;
+  /** A hash of the task's code (run, combine, key, migrate): tells a code change that kept its `version`. */
+  readonly codeHash: string;
   /** Migrates (from `version`) then validates; throws InvalidInputError or an RlmError('MIGRATION'). */
   prepare(input: unknown, version: number): Promise<unknown>;
   /** Validates only (a child at spawn). Returns the schema's output. */
@@ -92,6 +95,7 @@ export function taskRuntime(value: unknown): TaskRuntime {
     passDead: task.deadChildren === 'pass',
     depthPolicy: task.depthPolicy === 'park' ? 'park' : 'dlq',
     codec: codecNamed((task.codec ?? 'json') as CodecName),
+    codeHash: codeHashOf(task),
     async prepare(input, from) {
       let value = input;
       if (from > version) throw new RlmError(`Node written by version ${from} of ${task.name}; this worker runs version ${version}.`, 'VERSION');
@@ -128,4 +132,15 @@ export function taskRuntime(value: unknown): TaskRuntime {
       return p;
     },
   };
+}
+
+/**
+ * A hash of the sources of the task's functions that decide what is stored: run, combine, key and migrate.
+ * Helpers they call are not covered; a change there goes unnoticed.
+ */
+export function codeHashOf(task: Task): string {
+  const source = (fn: unknown) => (typeof fn === 'function' ? Function.prototype.toString.call(fn) : '');
+  const parts = [source(task.run), source(task.combine), source(task.key)];
+  for (const [from, fn] of Object.entries(task.migrate ?? {}).sort(([a], [b]) => Number(a) - Number(b))) parts.push(`${from}:${source(fn)}`);
+  return createHash('sha256').update(parts.join('\u0000')).digest('hex').slice(0, 16);
 }

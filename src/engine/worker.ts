@@ -162,6 +162,8 @@ export class Worker {
   #peers = 0;
   /** The loop waits on #wake only when it has nothing to do; steps signal it only then. */
   #loopWaiting = false;
+  /** Runs whose recorded task code this worker has compared with its own (once per run). */
+  readonly #codeChecked = new Set<string>();
   readonly stats: WorkerStats = { steps: 0, commits: 0, claimed: 0, fenced: 0, startedAt: Date.now() };
 
   constructor(config: WorkerConfig) {
@@ -357,9 +359,29 @@ export class Worker {
       Math.max(1, Math.min(this.#o.claimBatch, this.#room() - this.#window.size)),
     );
     this.stats.claimed += nodes.length;
+    for (const node of nodes) if (!this.#codeChecked.has(node.runId)) await this.#checkCode(node.runId);
     // The store returns the best first; a stack pops the last pushed, so push in reverse.
     for (let i = nodes.length - 1; i >= 0; i--) this.#admit(nodes[i] as LeasedNode);
     return nodes.length;
+  }
+
+  /**
+   * The first time this worker works on a run, it records its task code there and compares it with the code
+   * recorded before: the same `version` with other code means stored inputs and results come from code this
+   * worker does not run, which `version` and `migrate` exist to handle.
+   */
+  async #checkCode(runId: string): Promise<void> {
+    this.#codeChecked.add(runId);
+    const task = this.#task;
+    const before = await this.#store.recordRunCode(runId, { version: task.version, hash: task.codeHash });
+    if (!before || before.version !== task.version || before.hash === task.codeHash) return;
+    const message =
+      `Task ${task.name} version ${task.version}: its code (run, combine, key or migrate) differs from the code that worked on run ${runId} before, ` +
+      `under the same version. Nodes already done keep what the old code computed, and stored inputs are not migrated. If the shape of inputs, ` +
+      `contexts or results changed, bump \`version\` (to ${task.version + 1}) and add \`migrate[${task.version}]\`; otherwise this warning can be ignored.`;
+    this.#log.warn({ runId, task: task.name, version: task.version, codeHash: task.codeHash, recordedCodeHash: before.hash }, message);
+    // Without a logger the warning would go nowhere: a library user still sees it once, on stderr.
+    if (!this.#o.logger) process.emitWarning(message, { code: 'RLM_CODE_CHANGED' });
   }
 
   #admit(leased: LeasedNode, join?: Join): void {

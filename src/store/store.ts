@@ -215,6 +215,12 @@ export interface CommitResult {
   seq: number;
 }
 
+/** The task code that works on a run: its version and a hash of its functions (run, combine, key, migrate). */
+export interface RunCode {
+  version: number;
+  hash: string;
+}
+
 export interface WorkerInfo {
   id: string;
   host: string;
@@ -304,6 +310,11 @@ export interface Store {
   setRunState(runId: string, state: RunState, options?: { from?: readonly RunState[]; reason?: string | null }): Promise<boolean>;
   /** Recomputes a run's state from its counters: completed, failed, or running again. */
   settleRun(runId: string): Promise<RunRecord | undefined>;
+  /**
+   * Records `code` as the task code working on a run and returns the code recorded before (null when none), in
+   * one step: a worker compares the two to warn about code that changed while its `version` stayed the same.
+   */
+  recordRunCode(runId: string, code: RunCode): Promise<RunCode | null>;
 
   registerWorker(info: WorkerInfo, leaseMs: number): Promise<void>;
   /** Extends the worker's leases. False when the worker was declared dead: it must drop everything it holds. */

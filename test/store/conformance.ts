@@ -924,6 +924,17 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSt
       });
     });
 
+    describe('task code', () => {
+      it('records the code working on a run and returns what was recorded before', async () => {
+        const run = await createRun();
+        expect(await store.recordRunCode(run.id, { version: 1, hash: 'aaaa' })).toBeNull();
+        expect(await store.recordRunCode(run.id, { version: 1, hash: 'bbbb' })).toEqual({ version: 1, hash: 'aaaa' });
+        expect(await store.recordRunCode(run.id, { version: 2, hash: 'cccc' })).toEqual({ version: 1, hash: 'bbbb' });
+        expect(await store.recordRunCode(run.id, { version: 2, hash: 'cccc' })).toEqual({ version: 2, hash: 'cccc' });
+        await expect(store.recordRunCode('no-such-run', { version: 1, hash: 'x' })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      });
+    });
+
     describe('concurrent workers', () => {
       it('keeps counters exact when workers commit on one run at once', async () => {
         const run = await createRun();

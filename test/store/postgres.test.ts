@@ -8,6 +8,7 @@ import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { configureFailpoints } from '../../src/failpoints.js';
 import { PostgresStore, type PostgresStoreConfig } from '../../src/store/postgres/index.js';
+import { MIGRATIONS } from '../../src/store/postgres/schema.js';
 import type { CommitOp, NewRun } from '../../src/store/store.js';
 import { storeConformance } from './conformance.js';
 
@@ -126,8 +127,8 @@ describe.skipIf(!url)('PostgreSQL store', () => {
         return store;
       });
       await Promise.all([first, ...others].map((store) => store.migrate()));
-      const versions = await admin(async (client) => (await client.query(`SELECT version FROM "${schema}".rlm_migrations`)).rows);
-      expect(versions).toEqual([{ version: 1 }]);
+      const versions = await admin(async (client) => (await client.query(`SELECT version FROM "${schema}".rlm_migrations ORDER BY version`)).rows);
+      expect(versions).toEqual(MIGRATIONS.map((migration) => ({ version: migration.version })));
       await first.createRun(newRun());
       expect(await others[0]?.listRuns()).toHaveLength(1);
     });

@@ -1,7 +1,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { MIGRATIONS } from '../../src/store/sqlite/schema.js';
 import { SqliteStore } from '../../src/store/sqlite/index.js';
 import { storeConformance } from './conformance.js';
 
@@ -11,3 +13,24 @@ let n = 0;
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 storeConformance('sqlite', async () => new SqliteStore({ path: join(dir, `store-${++n}.db`) }));
+
+describe('sqlite: schema upgrades', () => {
+  it('upgrades a store written by schema version 1 in place, keeping its runs', async () => {
+    const path = join(dir, 'version-1.db');
+    const Database = createRequire(import.meta.url)('better-sqlite3') as new (path: string) => { exec(sql: string): void; close(): void };
+    const old = new Database(path);
+    old.exec('CREATE TABLE rlm_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+    old.exec(`INSERT INTO rlm_migrations (version, applied_at) VALUES (1, 0); ${MIGRATIONS[0]?.sql}`);
+    old.exec(`INSERT INTO rlm_runs (id, task, task_version, state, input, frontier_order, root_id, created_at, updated_at)
+              VALUES ('old-run', 'tree', 1, 'running', '{}', 'dfs', 1, 0, 0)`);
+    old.close();
+    const store = new SqliteStore({ path });
+    try {
+      await store.migrate();
+      expect((await store.getRun('old-run'))?.task).toBe('tree');
+      expect(await store.recordRunCode('old-run', { version: 1, hash: 'abc' })).toBeNull();
+    } finally {
+      await store.close();
+    }
+  });
+});

@@ -13,6 +13,7 @@ import type {
   NodeRecord,
   NodeState,
   Payload,
+  RunCode,
   RunRecord,
   RunState,
   StateCounts,
@@ -248,6 +249,19 @@ export class PostgresStore implements Store {
       );
     }
     return next.state;
+  }
+
+  async recordRunCode(runId: string, code: RunCode): Promise<RunCode | null> {
+    const t = this.#t;
+    const rows = await this.#query(
+      `UPDATE ${t.runs} r SET code_version = $2, code_hash = $3
+       FROM (SELECT id, code_version, code_hash FROM ${t.runs} WHERE id = $1 FOR UPDATE) old
+       WHERE r.id = old.id RETURNING old.code_version, old.code_hash`,
+      [runId, code.version, code.hash],
+    );
+    const [row] = rows;
+    if (!row) throw new NotFoundError(`No run ${runId} in ${this.description}; \`rlm status\` lists the runs.`);
+    return row.code_version === null || row.code_hash === null ? null : { version: row.code_version as number, hash: row.code_hash as string };
   }
 
   async registerWorker(info: WorkerInfo, leaseMs: number): Promise<void> {

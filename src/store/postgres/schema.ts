@@ -126,6 +126,15 @@ CREATE TABLE rlm_commits (
 CREATE INDEX rlm_commits_created ON rlm_commits (created_at);
 `,
   },
+  {
+    // The task code that last worked on a run: its version and a hash of its functions (a code change that kept
+    // its version is warned about).
+    version: 2,
+    sql: `
+ALTER TABLE rlm_runs ADD COLUMN code_version INTEGER;
+ALTER TABLE rlm_runs ADD COLUMN code_hash TEXT;
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

@@ -112,6 +112,15 @@ CREATE TABLE rlm_workers (
 );
 `,
   },
+  {
+    // The task code that last worked on a run: its version and a hash of its functions (a code change that kept
+    // its version is warned about).
+    version: 2,
+    sql: `
+ALTER TABLE rlm_runs ADD COLUMN code_version INTEGER;
+ALTER TABLE rlm_runs ADD COLUMN code_hash TEXT;
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

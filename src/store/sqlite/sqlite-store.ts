@@ -23,6 +23,7 @@ import type {
   NodeRecord,
   NodeState,
   Payload,
+  RunCode,
   RunRecord,
   RunState,
   StateCounts,
@@ -517,6 +518,15 @@ export class SqliteStore implements Store {
       );
     }
     return next;
+  }
+
+  async recordRunCode(runId: string, code: RunCode): Promise<RunCode | null> {
+    return this.#write(() => {
+      const row = this.#stmt('SELECT code_version, code_hash FROM rlm_runs WHERE id = ?').get(runId) as { code_version: number | null; code_hash: string | null } | undefined;
+      if (!row) throw new NotFoundError(`No run ${runId} in ${this.description}; \`rlm status\` lists the runs.`);
+      this.#stmt('UPDATE rlm_runs SET code_version = ?, code_hash = ? WHERE id = ?').run(code.version, code.hash, runId);
+      return row.code_version === null || row.code_hash === null ? null : { version: row.code_version, hash: row.code_hash };
+    });
   }
 
   async registerWorker(info: WorkerInfo, leaseMs: number): Promise<void> {
