@@ -10,12 +10,14 @@
  * - resume:   SIGKILL `rlm run` midway, restart it with --run ID, time until the first new commit
  * - peers:    BullMQ (Redis), graphile-worker and pg-boss (PostgreSQL) on the smaller tree, rlm beside them
  * - postgres: `rlm run` on PostgreSQL with 1, 2 and 4 worker processes, and a hand-written PostgreSQL floor
+ * - codec:    the JSON and msgpack codecs on the tree and dir-hash workloads: time and store size (bench/codec.mjs)
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { codecRows, formatCodecTable } from './codec.mjs';
 import { describeServer } from './lib/pg.mjs';
 import { peerRow, startDurableRedis, withDatabase } from './lib/peers.mjs';
 import { ROOT, lastWords, measureScript } from './lib/proc.mjs';
@@ -23,7 +25,7 @@ import { rlmRow, resumeRow } from './lib/rlm.mjs';
 import { computeRatios, formatTable } from './lib/table.mjs';
 import { treeSize } from './lib/tree.mjs';
 
-const SECTIONS = ['memory', 'floor', 'sqlite', 'resume', 'peers', 'postgres'];
+const SECTIONS = ['memory', 'floor', 'sqlite', 'resume', 'peers', 'postgres', 'codec'];
 const ALIASES = { pg: 'postgres', rlm: 'sqlite', baselines: 'memory,floor', all: SECTIONS.join(',') };
 const HELP = `Usage: node bench/run.mjs [--only SECTIONS] [--quick]
 
@@ -343,12 +345,18 @@ if (has('postgres')) {
   heading('rlm on PostgreSQL');
   await postgresRows();
 }
+const codecs = [];
+if (has('codec')) {
+  heading('codecs');
+  codecs.push(...(await codecRows({ quick: flags.quick, onRow: add })));
+}
 
 env.loadAtEnd = loadavg()[0];
 computeRatios(rows);
 const table = formatTable(printOrder(rows));
 const seconds = (performance.now() - started) / 1000;
 process.stdout.write(`\n${table}\n\n`);
+if (codecs.length > 0) process.stdout.write(`${formatCodecTable(codecs)}\n\n`);
 process.stdout.write(
   `rlm ${env.rlm}; ${env.cpus}, ${env.memoryGiB} GiB, node ${env.node}, SQLite ${env.sqlite}${env.postgres ? `, PostgreSQL ${env.postgres}` : ''}; ` +
     `suite took ${seconds.toFixed(0)} s; ` +
