@@ -1,14 +1,15 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import type { Server } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { openEngine, type RunHandle, type RunOutcome } from '../engine/engine.js';
 import { UsageError } from '../engine/errors.js';
 import type { EngineOptions } from '../engine/options.js';
 import { createLogger } from '../observe/logger.js';
-import { Metrics } from '../observe/metrics.js';
+import type { Metrics } from '../observe/metrics.js';
 import { openStore } from '../store/open.js';
 import type { RunRecord, Store } from '../store/store.js';
-import { payloadView } from '../engine/json-view.js';
-import { EXIT, type ExitCode, type GlobalFlags, parseJson, print, storeUrl } from './common.js';
+import { encode } from '../engine/codec.js';
+import { EXIT, type ExitCode, type GlobalFlags, parseJson, print, storeUrl, tryJson } from './common.js';
 import { loadTask } from './load-task.js';
 import { ProgressBar } from './progress.js';
 
@@ -60,6 +61,13 @@ function report(run: RunRecord, outcome: { state: string }): void {
   if (run.state === 'paused') process.stderr.write(`  Decide with \`rlm approve ${run.id} --all\` or \`rlm reject ${run.id} --all\`, then resume with \`rlm run <module> --run ${run.id}\`.\n`);
 }
 
+/** Metrics cost a little on every step: they are collected only when `--metrics-port` serves them. */
+async function serveMetrics(port: number | undefined): Promise<{ metrics?: Metrics; server?: Server }> {
+  if (port === undefined) return {};
+  const metrics = new (await import('../observe/metrics.js')).Metrics();
+  return { metrics, server: await metrics.serve(port) };
+}
+
 export async function runCommand(modulePath: string, flags: RunFlags): Promise<ExitCode> {
   if (flags.workers !== undefined && (!Number.isInteger(flags.workers) || flags.workers < 0)) throw new UsageError(`Expected --workers to be an integer >= 0, got ${flags.workers}.`);
   const task = await loadTask(modulePath);
@@ -67,8 +75,7 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<E
   const context = flags.context === undefined ? undefined : parseJson(flags.context, '--context');
   const supervised = process.env.RLM_SUPERVISED === '1';
   const logger = createLogger();
-  const metrics = new Metrics();
-  const server = flags.metricsPort !== undefined ? await metrics.serve(flags.metricsPort) : undefined;
+  const { metrics, server } = await serveMetrics(flags.metricsPort);
   const engine = await openEngine({ store: storeUrl(flags), ...engineOptions(flags), logger, metrics });
   let handle: RunHandle | undefined;
   let signal: NodeJS.Signals | null = null;
@@ -96,7 +103,7 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<E
   try {
     const existing = flags.run ? await engine.store.getRun(flags.run) : undefined;
     if (existing) {
-      if (input !== undefined && JSON.stringify(input) !== JSON.stringify(payloadView(existing.input))) {
+      if (input !== undefined && encode(input, '--input') !== existing.input) {
         throw new UsageError(`Run ${existing.id} exists with another input; drop --input to resume it, or choose a new --run id.`);
       }
     } else if (input === undefined) {
@@ -127,7 +134,7 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<E
       bar.done();
     }
     if (!supervised) {
-      if (outcome.state === 'completed') print(JSON.stringify(payloadView(run.result)));
+      if (outcome.state === 'completed') print(JSON.stringify(tryJson(run.result)));
       report(run, outcome);
     }
     return exitCodeFor(outcome, signal);
@@ -192,7 +199,7 @@ async function supervise(modulePath: string, runId: string, flags: RunFlags, sto
   bar?.done();
   run = await store.getRun(runId);
   if (!run) return EXIT.failure;
-  if (run.state === 'completed') print(JSON.stringify(payloadView(run.result)));
+  if (run.state === 'completed') print(JSON.stringify(tryJson(run.result)));
   if (restarts > 0) process.stderr.write(`${restarts} worker restart(s)\n`);
   report(run, run);
   return exitCodeFor({ state: run.state, counts: run.counts, stoppedBy: stopSignal() ? 'signal' : 'finished' }, stopSignal());
@@ -201,8 +208,7 @@ async function supervise(modulePath: string, runId: string, flags: RunFlags, sto
 export async function workerCommand(modulePath: string, flags: RunFlags): Promise<ExitCode> {
   const task = await loadTask(modulePath);
   const logger = createLogger();
-  const metrics = new Metrics();
-  const server = flags.metricsPort !== undefined ? await metrics.serve(flags.metricsPort) : undefined;
+  const { metrics, server } = await serveMetrics(flags.metricsPort);
   const store = await openStore(storeUrl(flags));
   const engine = await openEngine({ store, ...engineOptions(flags), logger, metrics });
   const worker = engine.work(task);
