@@ -8,8 +8,8 @@ import { createLogger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 import { openStore } from '../store/open.js';
 import type { RunRecord, Store } from '../store/store.js';
-import { encode } from '../engine/codec.js';
-import { EXIT, type ExitCode, type GlobalFlags, parseJson, print, storeUrl, tryJson } from './common.js';
+import { payloadView } from '../engine/json-view.js';
+import { EXIT, type ExitCode, type GlobalFlags, parseJson, print, storeUrl } from './common.js';
 import { loadTask } from './load-task.js';
 import { ProgressBar } from './progress.js';
 
@@ -103,7 +103,7 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<E
   try {
     const existing = flags.run ? await engine.store.getRun(flags.run) : undefined;
     if (existing) {
-      if (input !== undefined && encode(input, '--input') !== existing.input) {
+      if (input !== undefined && JSON.stringify(input) !== JSON.stringify(payloadView(existing.input))) {
         throw new UsageError(`Run ${existing.id} exists with another input; drop --input to resume it, or choose a new --run id.`);
       }
     } else if (input === undefined) {
@@ -134,7 +134,7 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<E
       bar.done();
     }
     if (!supervised) {
-      if (outcome.state === 'completed') print(JSON.stringify(tryJson(run.result)));
+      if (outcome.state === 'completed') print(JSON.stringify(payloadView(run.result)));
       report(run, outcome);
     }
     return exitCodeFor(outcome, signal);
@@ -199,7 +199,7 @@ async function supervise(modulePath: string, runId: string, flags: RunFlags, sto
   bar?.done();
   run = await store.getRun(runId);
   if (!run) return EXIT.failure;
-  if (run.state === 'completed') print(JSON.stringify(tryJson(run.result)));
+  if (run.state === 'completed') print(JSON.stringify(payloadView(run.result)));
   if (restarts > 0) process.stderr.write(`${restarts} worker restart(s)\n`);
   report(run, run);
   return exitCodeFor({ state: run.state, counts: run.counts, stoppedBy: stopSignal() ? 'signal' : 'finished' }, stopSignal());
