@@ -242,21 +242,25 @@ export async function corruptFixed(env: EpisodeEnv): Promise<string[]> {
   }
 }
 
-/** Mutational fuzzing of the store file: flip 1–8 bytes in random pages, then open, check and resume in one child. */
-export async function corruptFuzz(env: EpisodeEnv, cases: number): Promise<string[]> {
+/**
+ * Mutational fuzzing of the store file: flip 1–8 bytes in random pages, then open, check and resume in one child.
+ * `only` replays one case of the sequence (a corpus entry): the cases before it are drawn but not run.
+ */
+export async function corruptFuzz(env: EpisodeEnv, cases: number, only?: number): Promise<string[]> {
   const rng = new Rng(env.seed);
   const episode = await baseStore(env, rng);
   const r = env.report;
   const base = episode.backend.dbPath as string;
   const files: string[] = [];
   try {
-    for (let i = 0; i < cases; i++) {
+    for (let i = 0; i < (only === undefined ? cases : only + 1); i++) {
       const dir = join(env.dir, `f${i}`);
       mkdirSync(dir);
       const path = join(dir, 'rlm.db');
       copyFileSync(base, path);
       flipBytes(path, rng, rng.int(1, 8));
-      files.push(path);
+      if (only === undefined || i === only) files.push(path);
+      else rmSync(dir, { recursive: true });
     }
     const list = join(env.dir, 'cases.json');
     writeFileSync(list, JSON.stringify({ module: episode.modulePath, runId: episode.runId, timeoutMs: 2_500, files }));

@@ -141,7 +141,10 @@ export function corpusItems(): PlanItem[] {
     if (entry.kind === 'cluster-pg') return { ...clusterPg([(entry as { force?: Round }).force ?? 'pgBackendKill']), kind: 'corpus-cluster-pg', seed };
     if (entry.kind === 'bad-inputs') return { kind: 'corpus-bad-inputs', seed, budgetMs: 180_000, run: (env) => badInputs(env, { codecRuns: 600, runFuzz: 150 }) };
     if (entry.kind === 'corrupt-fixed') return { kind: 'corpus-corrupt-fixed', seed, budgetMs: 120_000, run: (env) => corruptFixed(env) };
-    if (entry.kind === 'corrupt-fuzz') return { kind: 'corpus-corrupt-fuzz', seed, budgetMs: 120_000, run: (env) => corruptFuzz(env, 100) };
+    if (entry.kind === 'corrupt-fuzz') {
+      const only = (entry as { case?: number }).case;
+      return { kind: 'corpus-corrupt-fuzz', seed, budgetMs: 120_000, run: (env) => corruptFuzz(env, 100, only) };
+    }
     throw new Error(`corpus.json: unknown kind ${entry.kind}`);
   });
 }

@@ -71,6 +71,31 @@ export const REGRESSIONS: { name: string; sqliteOnly?: boolean; check(place: Pla
     },
   },
   {
+    name: 'a store whose id or commit counter row is gone is STORE_CORRUPT at the first write, not a TypeError',
+    sqliteOnly: true,
+    check: async (place) => {
+      if (!('dir' in place)) return null;
+      const problems: string[] = [];
+      for (const key of ['next_node_id', 'commit_seq']) {
+        const path = join(place.dir, `meta-${key}.db`);
+        const store = new SqliteStore({ path });
+        await store.migrate();
+        store.db.prepare('DELETE FROM rlm_meta WHERE key = ?').run(key);
+        try {
+          await store.allocateIds(1);
+          await store.commit('nobody', []);
+          problems.push(`${key}: the writes went through`);
+        } catch (error) {
+          const code = (error as { code?: unknown }).code;
+          if (code !== 'STORE_CORRUPT') problems.push(`${key}: ${(error as Error).name} ${String(code)}: ${(error as Error).message}`);
+        } finally {
+          await store.close();
+        }
+      }
+      return problems.length === 0 ? null : problems.join('; ');
+    },
+  },
+  {
     name: 'a keyed child listed twice by one parent, already created by another, is one child of it (the parent used to wait forever)',
     check: (place) =>
       withEngine(

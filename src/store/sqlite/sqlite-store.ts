@@ -433,8 +433,17 @@ export class SqliteStore implements Store {
   }
 
   #allocate(count: number): number {
-    const row = this.#stmt("UPDATE rlm_meta SET value = value + ? WHERE key = 'next_node_id' RETURNING value").get(count) as { value: number };
-    return row.value - count;
+    return this.bumpMeta('next_node_id', count) - count;
+  }
+
+  /** @internal Adds `delta` to one of the store's counters and returns the new value. */
+  bumpMeta(key: 'next_node_id' | 'commit_seq', delta: number): number {
+    const row = this.#stmt('UPDATE rlm_meta SET value = value + ? WHERE key = ? RETURNING value').get(delta, key) as { value: unknown } | undefined;
+    // Both rows are written when the store is created and never deleted: without them the file was damaged.
+    if (typeof row?.value !== 'number' || !Number.isSafeInteger(row.value)) {
+      throw new StoreCorruptError(`The store ${this.path} is damaged: its ${key} counter is missing or unreadable. Restore it from an \`rlm snapshot\` copy.`);
+    }
+    return row.value;
   }
 
   async createRun(run: NewRun): Promise<RunRecord> {
@@ -1241,7 +1250,7 @@ class CommitState {
       const after = s.settle(runId, now);
       if (before === 'running' && after !== 'running') finishedRuns.push(runId);
     }
-    const seq = (s.stmt("UPDATE rlm_meta SET value = value + 1 WHERE key = 'commit_seq' RETURNING value").get() as { value: number }).value;
+    const seq = s.bumpMeta('commit_seq', 1);
     return { rejected: this.rejected, ready, finishedRuns, duplicates: this.duplicates, seq };
   }
 }
