@@ -131,6 +131,7 @@ class RlmEngine implements Engine {
       rootPriority: priority,
       order: runtime.order,
       nodeBudget: options.nodeBudget ?? null,
+      passDead: runtime.passDead,
       traceparent: traceparentOf(context.active()),
     });
     return runId;

@@ -373,7 +373,7 @@ export class Worker {
   async #checkCode(runId: string): Promise<void> {
     this.#codeChecked.add(runId);
     const task = this.#task;
-    const before = await this.#store.recordRunCode(runId, { version: task.version, hash: task.codeHash });
+    const before = await this.#store.recordRunCode(runId, { version: task.version, hash: task.codeHash, passDead: task.passDead });
     if (!before || before.version !== task.version || before.hash === task.codeHash) return;
     const message =
       `Task ${task.name} version ${task.version}: its code (run, combine, key or migrate) differs from the code that worked on run ${runId} before, ` +

@@ -57,6 +57,11 @@ export interface NewRun {
   order: 'dfs' | 'bfs';
   /** Most nodes the run may create; past it children are parked and the run pauses. */
   nodeBudget: number | null;
+  /**
+   * The task's `deadChildren: 'pass'`: a child dead-lettered outside a commit (a person's reject, a cancelled
+   * subtree) counts as finished for the parents waiting on it, as it does in commits.
+   */
+  passDead: boolean;
   traceparent: string | null;
 }
 
@@ -219,6 +224,8 @@ export interface CommitResult {
 export interface RunCode {
   version: number;
   hash: string;
+  /** The task's `deadChildren: 'pass'` (see NewRun.passDead): recorded with the code, not compared. */
+  passDead?: boolean;
 }
 
 export interface WorkerInfo {

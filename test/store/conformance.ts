@@ -116,6 +116,7 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSt
         rootPriority: 0,
         order: 'dfs',
         nodeBudget: null,
+        passDead: false,
         traceparent: null,
         ...overrides,
       });
@@ -812,6 +813,45 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSt
         expect((await store.listNodes(run.id, { state: 'pending', limit: 1 })).length).toBe(1);
         expect((await store.listChildren(root.id, 1, 1)).map((n) => n.id)).toEqual([b]);
       });
+    });
+
+    describe("a person's decision releases a parent under deadChildren 'pass'", () => {
+      /** A root waiting on a finished child and a parked one. */
+      async function parkedChild(passDead: boolean): Promise<{ run: RunRecord; w: string; root: LeasedNode; b: number }> {
+        const run = await createRun({ passDead });
+        const { w, root } = await claimRoot(run);
+        const [a, b] = await ids(2);
+        const ca = child(a as number, root.id, 0);
+        const cb = child(b as number, root.id, 1);
+        await commit(w, [step(root, wait, { children: [ca, cb], waits: true, passDead })]);
+        await commit(w, [step(born(ca, run.id), done(1), { waits: true, passDead }), step(born(cb, run.id), { type: 'park', reason: 'depth overflow', pauseRun: false }, { waits: true, passDead })]);
+        return { run, w, root, b: b as number };
+      }
+
+      for (const how of ['reject', 'cancel'] as const) {
+        it(`${how}: the waiting parent becomes ready for its combine when dead children pass`, async () => {
+          const { run, w, root, b } = await parkedChild(true);
+          if (how === 'reject') expect(await store.decideParked(run.id, [b], 'reject')).toBe(1);
+          else if (store.cancelSubtree) expect(await store.cancelSubtree(run.id, b)).toBe(1);
+          else return;
+          expect(await store.getNode(root.id)).toMatchObject({ state: 'pending', phase: 'combine' });
+          expect((await store.getRun(run.id))?.counts).toMatchObject({ pending: 1, waiting: 0, done: 1, dead: 1, parked: 0 });
+          if (how === 'cancel') await store.setRunState(run.id, 'running');
+          const [again] = await claim(w, run);
+          expect(again).toMatchObject({ id: root.id, phase: 'combine' });
+          expect((await store.childResults(root.id)).map((c) => c.state)).toEqual(['done', 'dead']);
+        });
+
+        it(`${how}: the waiting parent keeps waiting for a redrive by default`, async () => {
+          const { run, root, b } = await parkedChild(false);
+          if (how === 'reject') expect(await store.decideParked(run.id, [b], 'reject')).toBe(1);
+          else if (store.cancelSubtree) expect(await store.cancelSubtree(run.id, b)).toBe(1);
+          else return;
+          expect(await store.getNode(root.id)).toMatchObject({ state: 'waiting' });
+          expect(await store.redrive(run.id, [b])).toBe(1);
+          expect((await store.getRun(run.id))?.counts).toMatchObject({ pending: 1, waiting: 1, dead: 0 });
+        });
+      }
     });
 
     describe('subtree cancellation', () => {

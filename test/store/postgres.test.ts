@@ -67,6 +67,7 @@ function newRun(overrides: Partial<NewRun> = {}): NewRun {
     rootPriority: 0,
     order: 'dfs',
     nodeBudget: null,
+    passDead: false,
     traceparent: null,
     ...overrides,
   };

@@ -398,6 +398,7 @@ export async function modelTest(options: ModelOptions): Promise<{ runs: number; 
           rootPriority: 0,
           order: 'dfs',
           nodeBudget: null,
+          passDead: false,
           traceparent: null,
         });
         const run = await store.getRun(runId);

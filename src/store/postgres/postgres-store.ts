@@ -171,13 +171,13 @@ export class PostgresStore implements Store {
       const rows = await tx.query(
         `WITH id AS (UPDATE ${t.meta} SET value = value + 1 WHERE key = 'next_node_id' RETURNING value - 1 AS root_id),
          run AS (
-           INSERT INTO ${t.runs} (id, task, task_version, state, input, context, frontier_order, node_budget, node_count, root_id, n_pending, created_at, updated_at)
-           SELECT $1, $2, $3, 'running', $4, $5, $6, $7, 1, id.root_id, 1, $8, $8 FROM id
+           INSERT INTO ${t.runs} (id, task, task_version, state, input, context, frontier_order, node_budget, node_count, root_id, n_pending, created_at, updated_at, pass_dead)
+           SELECT $1, $2, $3, 'running', $4, $5, $6, $7, 1, id.root_id, 1, $8, $8, $13 FROM id
            ON CONFLICT (id) DO NOTHING RETURNING root_id)
          INSERT INTO ${t.nodes} (id, run_id, parent_id, ord, key, keyed, depth, priority, order_key, version, state, input, context, traceparent, created_at, updated_at)
          SELECT run.root_id, $1, NULL, 0, $9, $12, 0, $10, CASE WHEN $6 = 'dfs' THEN -run.root_id ELSE run.root_id END, $3, 'pending', $4, $5, $11, $8, $8 FROM run
          RETURNING id`,
-        [run.id, run.task, run.taskVersion, textOf(run.input), textOfOptional(run.context), run.order, run.nodeBudget, now, run.rootKey, run.rootPriority, run.traceparent, run.rootKeyed],
+        [run.id, run.task, run.taskVersion, textOf(run.input), textOfOptional(run.context), run.order, run.nodeBudget, now, run.rootKey, run.rootPriority, run.traceparent, run.rootKeyed, run.passDead],
       );
       if (rows.length === 0) {
         throw new ConfigError(`A run with id ${run.id} exists already; resume it with --run ${run.id}, or choose another id.`);
@@ -254,10 +254,10 @@ export class PostgresStore implements Store {
   async recordRunCode(runId: string, code: RunCode): Promise<RunCode | null> {
     const t = this.#t;
     const rows = await this.#query(
-      `UPDATE ${t.runs} r SET code_version = $2, code_hash = $3
+      `UPDATE ${t.runs} r SET code_version = $2, code_hash = $3, pass_dead = COALESCE($4, r.pass_dead)
        FROM (SELECT id, code_version, code_hash FROM ${t.runs} WHERE id = $1 FOR UPDATE) old
        WHERE r.id = old.id RETURNING old.code_version, old.code_hash`,
-      [runId, code.version, code.hash],
+      [runId, code.version, code.hash, code.passDead ?? null],
     );
     const [row] = rows;
     if (!row) throw new NotFoundError(`No run ${runId} in ${this.description}; \`rlm status\` lists the runs.`);
@@ -562,24 +562,27 @@ export class PostgresStore implements Store {
            UPDATE ${t.nodes} n SET state = 'dead', owner = NULL, epoch = n.epoch + 1, updated_at = $3,
              errors = COALESCE(n.errors, '[]'::jsonb) || jsonb_build_array(jsonb_build_object(
                'attempt', 0, 'message', 'Cancelled with its subtree (\`rlm cancel\`).', 'code', 'CANCELLED', 'stack', NULL, 'at', $3::bigint, 'worker', 'cli'))
-           FROM doomed d WHERE n.id = d.id RETURNING d.state AS was
+           FROM doomed d WHERE n.id = d.id RETURNING n.id, d.state AS was
          )
-         SELECT was, count(*) AS n FROM cancelled GROUP BY was`,
+         SELECT id, was FROM cancelled`,
         [runId, nodeId, now],
       );
       const moved = emptyCounts();
-      let total = 0;
-      for (const row of rows) {
-        moved[row.was as NodeState] = row.n as number;
-        total += row.n as number;
-      }
+      for (const row of rows) moved[row.was as NodeState]++;
       await tx.query(
         `UPDATE ${t.runs} SET n_pending = n_pending - $2, n_running = n_running - $3, n_waiting = n_waiting - $4, n_parked = n_parked - $5,
            n_dead = n_dead + $6, updated_at = $7 WHERE id = $1`,
-        [runId, moved.pending, moved.running, moved.waiting, moved.parked, total, now],
+        [runId, moved.pending, moved.running, moved.waiting, moved.parked, rows.length, now],
+      );
+      const released = await this.#releaseParents(
+        tx,
+        runId,
+        rows.map((row) => row.id as number),
+        now,
       );
       await this.#settle(tx, runId, false);
-      return total;
+      if (released > 0) await this.#notify(tx, [runId]);
+      return rows.length;
     });
   }
 
@@ -607,6 +610,41 @@ export class PostgresStore implements Store {
   }
 
   /** Which held nodes an operation names: the given ids (as parameter `$param`), or every one not dropped. */
+  /**
+   * Nodes just dead-lettered outside a commit (a reject, a cancelled subtree): under the run's deadChildren
+   * 'pass' each counts as finished for the parents waiting on it, and a parent left with no unfinished child
+   * becomes pending for its combine phase, as in a commit. Returns how many parents became ready.
+   */
+  async #releaseParents(tx: Transaction, runId: string, deadIds: readonly number[], now: number): Promise<number> {
+    const t = this.#t;
+    if (deadIds.length === 0) return 0;
+    const [run] = await tx.query(`SELECT pass_dead FROM ${t.runs} WHERE id = $1`, [runId]);
+    if (run?.pass_dead !== true) return 0;
+    const counted = await tx.query(
+      `WITH dead AS (SELECT unnest($1::bigint[]) AS id),
+         parents AS (
+           SELECT n.parent_id AS id FROM ${t.nodes} n JOIN dead d ON d.id = n.id WHERE n.parent_id IS NOT NULL
+           UNION ALL SELECT e.parent_id FROM ${t.edges} e JOIN dead d ON d.id = e.child_id
+         ), per AS (SELECT id, count(*) AS n FROM parents WHERE id <> ALL($1::bigint[]) GROUP BY id)
+       UPDATE ${t.nodes} p SET pending_children = p.pending_children - per.n FROM per
+        WHERE p.id = per.id AND p.state = 'waiting' RETURNING p.id, p.pending_children`,
+      [deadIds],
+    );
+    const ready = counted.filter((row) => (row.pending_children as number) <= 0).map((row) => row.id as number);
+    if (ready.length === 0) return 0;
+    const moved = await tx.query(
+      this.#movedSql(
+        `UPDATE ${t.nodes} SET state = 'pending', phase = 'combine', owner = NULL, epoch = epoch + 1, attempts = 0, suspect = false, available_at = 0, updated_at = $2
+         WHERE id = ANY($1::bigint[]) AND state = 'waiting'`,
+        'waiting',
+        'pending',
+        '$2',
+      ),
+      [ready, now],
+    );
+    return moved.reduce((sum, row) => sum + (row.n as number), 0);
+  }
+
   #held(nodeIds: readonly number[] | 'all', param: number): { sql: string; params: number[][] } {
     return nodeIds === 'all' ? { sql: 'NOT dropped', params: [] } : { sql: `id = ANY($${param}::bigint[])`, params: [[...nodeIds]] };
   }
@@ -660,6 +698,8 @@ export class PostgresStore implements Store {
           ? `state = 'pending', fanout_ok = CASE WHEN park_reason LIKE 'fan-out%' THEN true ELSE fanout_ok END, park_reason = NULL`
           : `state = 'dead', errors = COALESCE(errors, '[]'::jsonb) || jsonb_build_array(jsonb_build_object(
                'attempt', 0, 'message', 'Rejected by a person (\`rlm reject\`).', 'code', 'REJECTED', 'stack', NULL, 'at', $2::bigint, 'worker', 'cli'))`;
+      const rejected =
+        decision === 'reject' ? (await tx.query(`SELECT id FROM ${t.nodes} WHERE run_id = $1 AND state = 'parked' AND ${this.#held(nodeIds, 2).sql}`, [runId, ...held.params])).map((row) => row.id as number) : [];
       const rows = await tx.query(
         this.#movedSql(
           `UPDATE ${t.nodes} SET ${change}, updated_at = $2 WHERE run_id = $1 AND state = 'parked' AND ${held.sql}`,
@@ -670,6 +710,7 @@ export class PostgresStore implements Store {
         [runId, now, ...held.params],
       );
       const n = rows.reduce((sum, row) => sum + (row.n as number), 0);
+      if (rejected.length > 0) await this.#releaseParents(tx, runId, rejected, now);
       if (n > 0) {
         await tx.query(`UPDATE ${t.runs} SET state = 'running', pause_reason = NULL WHERE id = $1 AND state = 'paused' AND n_parked = 0`, [runId]);
         const state = await this.#settle(tx, runId, true);

@@ -135,6 +135,13 @@ ALTER TABLE rlm_runs ADD COLUMN code_version INTEGER;
 ALTER TABLE rlm_runs ADD COLUMN code_hash TEXT;
 `,
   },
+  {
+    // The task's deadChildren policy, for dead-letterings outside a commit (reject, cancel).
+    version: 3,
+    sql: `
+ALTER TABLE rlm_runs ADD COLUMN pass_dead BOOLEAN NOT NULL DEFAULT false;
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

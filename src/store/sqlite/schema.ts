@@ -121,6 +121,13 @@ ALTER TABLE rlm_runs ADD COLUMN code_version INTEGER;
 ALTER TABLE rlm_runs ADD COLUMN code_hash TEXT;
 `,
   },
+  {
+    // The task's deadChildren policy, for dead-letterings outside a commit (reject, cancel).
+    version: 3,
+    sql: `
+ALTER TABLE rlm_runs ADD COLUMN pass_dead INTEGER NOT NULL DEFAULT 0;
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

@@ -458,9 +458,9 @@ export class SqliteStore implements Store {
          VALUES (?, ?, NULL, 0, ?, ?, 0, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)`,
       ).run(rootId, run.id, run.rootKey, run.rootKeyed ? 1 : 0, run.rootPriority, run.order === 'dfs' ? -rootId : rootId, run.taskVersion, run.input, run.context, run.traceparent, now, now);
       this.#stmt(
-        `INSERT INTO rlm_runs (id, task, task_version, state, input, context, frontier_order, node_budget, node_count, root_id, n_pending, created_at, updated_at)
-         VALUES (?, ?, ?, 'running', ?, ?, ?, ?, 1, ?, 1, ?, ?)`,
-      ).run(run.id, run.task, run.taskVersion, run.input, run.context, run.order, run.nodeBudget, rootId, now, now);
+        `INSERT INTO rlm_runs (id, task, task_version, state, input, context, frontier_order, node_budget, node_count, root_id, n_pending, created_at, updated_at, pass_dead)
+         VALUES (?, ?, ?, 'running', ?, ?, ?, ?, 1, ?, 1, ?, ?, ?)`,
+      ).run(run.id, run.task, run.taskVersion, run.input, run.context, run.order, run.nodeBudget, rootId, now, now, run.passDead ? 1 : 0);
     });
     const created = await this.getRun(run.id);
     if (!created) throw new Error(`Run ${run.id} vanished right after it was created.`);
@@ -533,7 +533,12 @@ export class SqliteStore implements Store {
     return this.#write(() => {
       const row = this.#stmt('SELECT code_version, code_hash FROM rlm_runs WHERE id = ?').get(runId) as { code_version: number | null; code_hash: string | null } | undefined;
       if (!row) throw new NotFoundError(`No run ${runId} in ${this.description}; \`rlm status\` lists the runs.`);
-      this.#stmt('UPDATE rlm_runs SET code_version = ?, code_hash = ? WHERE id = ?').run(code.version, code.hash, runId);
+      this.#stmt('UPDATE rlm_runs SET code_version = ?, code_hash = ?, pass_dead = COALESCE(?, pass_dead) WHERE id = ?').run(
+        code.version,
+        code.hash,
+        code.passDead === undefined ? null : code.passDead ? 1 : 0,
+        runId,
+      );
       return row.code_version === null || row.code_hash === null ? null : { version: row.code_version, hash: row.code_hash };
     });
   }
@@ -845,12 +850,46 @@ export class SqliteStore implements Store {
         deltas[row.state]--;
         deltas.dead++;
       }
+      this.#releaseParents(
+        runId,
+        rows.map((row) => row.id),
+        now,
+        deltas,
+      );
       this.#stmt(
         `UPDATE rlm_runs SET n_pending = n_pending + ?, n_running = n_running + ?, n_waiting = n_waiting + ?, n_dead = n_dead + ?, n_parked = n_parked + ?, updated_at = ? WHERE id = ?`,
       ).run(deltas.pending, deltas.running, deltas.waiting, deltas.dead, deltas.parked, now, runId);
       this.#settle(runId, now, false);
       return rows.length;
     });
+  }
+
+  /**
+   * Nodes just dead-lettered outside a commit (a reject, a cancelled subtree): under the run's deadChildren
+   * 'pass' each counts as finished for the parents waiting on it, and a parent left with no unfinished child
+   * becomes pending for its combine phase, as in a commit. Adds the moves to `deltas`.
+   */
+  #releaseParents(runId: string, deadIds: readonly number[], now: number, deltas: StateCounts): void {
+    if (deadIds.length === 0) return;
+    const run = this.#stmt('SELECT pass_dead FROM rlm_runs WHERE id = ?').get(runId) as { pass_dead: number } | undefined;
+    if (run?.pass_dead !== 1) return;
+    const dead = new Set(deadIds);
+    const decrements = new Map<number, number>();
+    for (const id of deadIds) {
+      const parents = this.#stmt('SELECT parent_id AS id FROM rlm_nodes WHERE id = ? AND parent_id IS NOT NULL UNION ALL SELECT parent_id FROM rlm_edges WHERE child_id = ?').all(id, id) as { id: number }[];
+      for (const parent of parents) if (!dead.has(parent.id)) decrements.set(parent.id, (decrements.get(parent.id) ?? 0) + 1);
+    }
+    for (const [parentId, n] of decrements) {
+      const row = this.#stmt("UPDATE rlm_nodes SET pending_children = pending_children - ? WHERE id = ? AND state = 'waiting' RETURNING pending_children").get(n, parentId) as
+        | { pending_children: number }
+        | undefined;
+      if (!row || row.pending_children > 0) continue;
+      const moved = this.#stmt(
+        "UPDATE rlm_nodes SET state = 'pending', phase = 'combine', owner = NULL, epoch = epoch + 1, attempts = 0, suspect = 0, available_at = 0, updated_at = ? WHERE id = ? AND state = 'waiting'",
+      ).run(now, parentId).changes;
+      deltas.waiting -= moved;
+      deltas.pending += moved;
+    }
   }
 
   async compact(runId: string): Promise<{ deleted: number; pruned: number }> {
@@ -897,6 +936,7 @@ export class SqliteStore implements Store {
     return this.#write(() => {
       const now = Date.now();
       let n = 0;
+      const rejected: number[] = [];
       for (const id of this.#heldIds(runId, 'parked', nodeIds)) {
         if (decision === 'approve') {
           n += this.#stmt(
@@ -904,14 +944,21 @@ export class SqliteStore implements Store {
           ).run(now, id, runId).changes;
         } else {
           const entry = JSON.stringify({ attempt: 0, message: 'Rejected by a person (`rlm reject`).', code: 'REJECTED', stack: null, at: now, worker: 'cli' });
-          n += this.#stmt(
+          const changed = this.#stmt(
             "UPDATE rlm_nodes SET state = 'dead', errors = json_insert(COALESCE(errors, '[]'), '$[#]', json(?)), updated_at = ? WHERE id = ? AND run_id = ? AND state = 'parked'",
           ).run(entry, now, id, runId).changes;
+          if (changed > 0) rejected.push(id);
+          n += changed;
         }
       }
       if (n > 0) {
         const column = decision === 'approve' ? 'n_pending' : 'n_dead';
         this.#stmt(`UPDATE rlm_runs SET n_parked = n_parked - ?, ${column} = ${column} + ?, updated_at = ? WHERE id = ?`).run(n, n, now, runId);
+        const released = emptyCounts();
+        this.#releaseParents(runId, rejected, now, released);
+        if (released.pending > 0) {
+          this.#stmt('UPDATE rlm_runs SET n_waiting = n_waiting + ?, n_pending = n_pending + ? WHERE id = ?').run(released.waiting, released.pending, runId);
+        }
         const run = this.#stmt('SELECT state, n_parked FROM rlm_runs WHERE id = ?').get(runId) as { state: RunState; n_parked: number };
         if (run.state === 'paused' && run.n_parked === 0) {
           this.#stmt("UPDATE rlm_runs SET state = 'running', pause_reason = NULL WHERE id = ?").run(runId);
