@@ -96,6 +96,28 @@ export const REGRESSIONS: { name: string; sqliteOnly?: boolean; check(place: Pla
     },
   },
   {
+    name: 'a store whose migration history lost a row is STORE_CORRUPT at open, not a raw SQLITE_ERROR',
+    sqliteOnly: true,
+    check: async (place) => {
+      if (!('dir' in place)) return null;
+      const path = join(place.dir, 'history.db');
+      const first = new SqliteStore({ path });
+      await first.migrate();
+      first.db.prepare('DELETE FROM rlm_migrations WHERE version = 1').run();
+      await first.close();
+      const store = new SqliteStore({ path, mustExist: true });
+      try {
+        await store.migrate();
+        return 'the damaged store opened';
+      } catch (error) {
+        const code = (error as { code?: unknown }).code;
+        return code === 'STORE_CORRUPT' ? null : `${(error as Error).name} ${String(code)}: ${(error as Error).message}`;
+      } finally {
+        await store.close();
+      }
+    },
+  },
+  {
     name: 'a keyed child listed twice by one parent, already created by another, is one child of it (the parent used to wait forever)',
     check: (place) =>
       withEngine(
