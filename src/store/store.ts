@@ -218,6 +218,11 @@ export interface CommitResult {
   duplicates: number[];
   /** Monotonic sequence number of this commit in the store. */
   seq: number;
+  /**
+   * Pending nodes (the shared frontier) of each run the commit wrote, after it, where the store knows them at no
+   * cost. A worker with peers shares its children through the frontier only while it runs low.
+   */
+  frontier?: Record<string, number>;
 }
 
 /** The task code that works on a run: its version and a hash of its functions (run, combine, key, migrate). */

@@ -149,7 +149,9 @@ export class PgCommit {
     const readyExisting = await this.#write();
     const leased = ready.map((entry) => (typeof entry === 'number' ? readyExisting.get(entry) : entry)).filter((node): node is LeasedNode => node !== undefined);
     const notify = [...this.#deltas].filter(([, counts]) => counts.pending > 0).map(([runId]) => runId);
-    return { result: { rejected: this.#rejected, ready: leased, finishedRuns, duplicates: this.#duplicates }, notify };
+    const frontier: Record<string, number> = {};
+    for (const runId of this.#deltas.keys()) frontier[runId] = this.#run(runId).counts.pending;
+    return { result: { rejected: this.#rejected, ready: leased, finishedRuns, duplicates: this.#duplicates, frontier }, notify };
   }
 
   // ------------------------------------------------------------------ read

@@ -1289,11 +1289,15 @@ class CommitState {
       }
     }
     for (const [runId, budget] of this.#budgets) s.stmt('UPDATE rlm_runs SET node_count = ? WHERE id = ?').run(budget.count, runId);
+    const frontier: Record<string, number> = {};
     for (const [runId, c] of this.#counts) {
-      s.stmt(
-        `UPDATE rlm_runs SET n_pending = n_pending + ?, n_running = n_running + ?, n_waiting = n_waiting + ?, n_done = n_done + ?,
-         n_dead = n_dead + ?, n_parked = n_parked + ?, updated_at = ? WHERE id = ?`,
-      ).run(c.pending, c.running, c.waiting, c.done, c.dead, c.parked, now, runId);
+      const row = s
+        .stmt(
+          `UPDATE rlm_runs SET n_pending = n_pending + ?, n_running = n_running + ?, n_waiting = n_waiting + ?, n_done = n_done + ?,
+           n_dead = n_dead + ?, n_parked = n_parked + ?, updated_at = ? WHERE id = ? RETURNING n_pending`,
+        )
+        .get(c.pending, c.running, c.waiting, c.done, c.dead, c.parked, now, runId) as { n_pending: number } | undefined;
+      if (row) frontier[runId] = row.n_pending;
     }
     for (const [runId, reason] of this.#pauseRuns) {
       s.stmt("UPDATE rlm_runs SET state = 'paused', pause_reason = ?, updated_at = ? WHERE id = ? AND state = 'running'").run(reason, now, runId);
@@ -1308,7 +1312,7 @@ class CommitState {
       if (before === 'running' && after !== 'running') finishedRuns.push(runId);
     }
     const seq = s.bumpMeta('commit_seq', 1);
-    return { rejected: this.rejected, ready, finishedRuns, duplicates: this.duplicates, seq };
+    return { rejected: this.rejected, ready, finishedRuns, duplicates: this.duplicates, seq, frontier };
   }
 }
 
