@@ -96,25 +96,30 @@ export const REGRESSIONS: { name: string; sqliteOnly?: boolean; check(place: Pla
     },
   },
   {
-    name: 'a store whose migration history lost a row is STORE_CORRUPT at open, not a raw SQLITE_ERROR',
+    name: 'a store whose migration history lost a row or a column is STORE_CORRUPT at open, not a raw SQLITE_ERROR',
     sqliteOnly: true,
     check: async (place) => {
       if (!('dir' in place)) return null;
-      const path = join(place.dir, 'history.db');
-      const first = new SqliteStore({ path });
-      await first.migrate();
-      first.db.prepare('DELETE FROM rlm_migrations WHERE version = 1').run();
-      await first.close();
-      const store = new SqliteStore({ path, mustExist: true });
-      try {
-        await store.migrate();
-        return 'the damaged store opened';
-      } catch (error) {
-        const code = (error as { code?: unknown }).code;
-        return code === 'STORE_CORRUPT' ? null : `${(error as Error).name} ${String(code)}: ${(error as Error).message}`;
-      } finally {
-        await store.close();
+      const problems: string[] = [];
+      const damages = ['DELETE FROM rlm_migrations WHERE version = 1', 'ALTER TABLE rlm_migrations RENAME COLUMN version TO versiom'];
+      for (const [i, damage] of damages.entries()) {
+        const path = join(place.dir, `history-${i}.db`);
+        const first = new SqliteStore({ path });
+        await first.migrate();
+        first.db.exec(damage);
+        await first.close();
+        const store = new SqliteStore({ path, mustExist: true });
+        try {
+          await store.migrate();
+          problems.push(`${damage}: the damaged store opened`);
+        } catch (error) {
+          const code = (error as { code?: unknown }).code;
+          if (code !== 'STORE_CORRUPT') problems.push(`${damage}: ${(error as Error).name} ${String(code)}: ${(error as Error).message}`);
+        } finally {
+          await store.close();
+        }
       }
+      return problems.length === 0 ? null : problems.join('; ');
     },
   },
   {

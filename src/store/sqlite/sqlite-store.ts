@@ -333,24 +333,24 @@ export class SqliteStore implements Store {
     } catch (error) {
       throw this.#fail(error);
     }
-    this.#checkVersion();
-    for (const migration of MIGRATIONS) {
-      this.#write(() => {
-        const applied = this.db.prepare('SELECT 1 FROM rlm_migrations WHERE version = ?').get(migration.version);
-        if (applied) return;
-        this.db.prepare('INSERT INTO rlm_migrations (version, applied_at) VALUES (?, ?)').run(migration.version, Date.now());
-        try {
+    try {
+      this.#checkVersion();
+      for (const migration of MIGRATIONS) {
+        this.#write(() => {
+          const applied = this.db.prepare('SELECT 1 FROM rlm_migrations WHERE version = ?').get(migration.version);
+          if (applied) return;
+          this.db.prepare('INSERT INTO rlm_migrations (version, applied_at) VALUES (?, ?)').run(migration.version, Date.now());
           this.db.exec(migration.sql);
-        } catch (error) {
-          // A store with rlm's tables whose history lacks this migration (a damaged rlm_migrations row) cannot
-          // be upgraded: its tables are newer than the history says.
-          if (known.n === 0 || (error as { code?: unknown })?.code !== 'SQLITE_ERROR') throw error;
-          throw new StoreCorruptError(
-            `The store ${this.path} is damaged: its migration history lacks version ${migration.version}, which its tables already have (${(error as Error).message}). ` +
-              'rlm will not run on it: restore it from an `rlm snapshot` copy, or move it aside to start afresh.',
-          );
-        }
-      });
+        });
+      }
+    } catch (error) {
+      // SQL of rlm's own that fails on a file holding rlm's tables (a migration history that lost a row, a
+      // renamed column): the file was damaged. Each failed migration rolled back.
+      if (known.n === 0 || (error as { code?: unknown })?.code !== 'SQLITE_ERROR') throw error;
+      throw new StoreCorruptError(
+        `The store ${this.path} is damaged: its migration history does not match its tables (${(error as Error).message}). ` +
+          'rlm will not run on it: restore it from an `rlm snapshot` copy, or move it aside to start afresh.',
+      );
     }
     this.#checkSchema();
   }
