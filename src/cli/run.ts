@@ -141,10 +141,11 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<E
   } finally {
     ended = true;
     process.off('exit', onExit);
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    // A second signal during the close must find the handler, or it would kill the process with no exit code.
     await engine.close();
     server?.close();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
 }
 
@@ -228,11 +229,11 @@ export async function workerCommand(modulePath: string, flags: RunFlags): Promis
   try {
     await worker.done;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
     await engine.close();
     await store.close();
     server?.close();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
   return signal === 'SIGINT' ? EXIT.sigint : signal === 'SIGTERM' ? EXIT.sigterm : EXIT.ok;
 }
