@@ -123,6 +123,62 @@ export const REGRESSIONS: { name: string; sqliteOnly?: boolean; check(place: Pla
     },
   },
   {
+    name: 'a stored row with NULL in a NOT NULL column is STORE_CORRUPT at the write that meets it, not a raw constraint error',
+    sqliteOnly: true,
+    check: async (place) => {
+      if (!('dir' in place)) return null;
+      const path = join(place.dir, 'null-epoch.db');
+      const first = new SqliteStore({ path });
+      await first.migrate();
+      const run = await first.createRun({
+        id: 'null-epoch',
+        task: 'null-epoch',
+        taskVersion: 1,
+        input: '{}',
+        context: null,
+        rootKey: 'root',
+        rootKeyed: false,
+        rootPriority: 0,
+        order: 'dfs',
+        nodeBudget: null,
+        passDead: false,
+        traceparent: null,
+      });
+      await first.close();
+      // Damage the root's epoch as a flipped byte in its record header would: through a schema without the
+      // constraint, then the schema put back as it was.
+      const Database = (await import('better-sqlite3')).default;
+      const sqlOf = (db: InstanceType<typeof Database>) => (db.prepare("SELECT sql FROM sqlite_master WHERE name = 'rlm_nodes'").get() as { sql: string }).sql;
+      const rewrite = (to: (sql: string) => string) => {
+        const db = new Database(path);
+        db.unsafeMode(true); // lifts SQLite's defensive mode, which forbids writing the schema
+        const sql = sqlOf(db);
+        db.pragma('writable_schema = ON');
+        db.prepare("UPDATE sqlite_master SET sql = ? WHERE name = 'rlm_nodes'").run(to(sql));
+        db.pragma('writable_schema = OFF');
+        db.close();
+        return sql;
+      };
+      const original = rewrite((sql) => sql.replace('epoch INTEGER NOT NULL DEFAULT 0', 'epoch INTEGER DEFAULT 0'));
+      const damage = new Database(path);
+      damage.prepare('UPDATE rlm_nodes SET epoch = NULL WHERE id = ?').run(run.rootId);
+      damage.close();
+      rewrite(() => original);
+      const store = new SqliteStore({ path, mustExist: true });
+      try {
+        await store.migrate();
+        await store.registerWorker({ id: 'w', host: 'h', pid: process.pid, pidStart: 'x', task: 'null-epoch', version: 1 }, 60_000);
+        await store.claimNodes('w', { task: 'null-epoch', maxVersion: 1 }, 1);
+        return 'the damaged row was claimed';
+      } catch (error) {
+        const code = (error as { code?: unknown }).code;
+        return code === 'STORE_CORRUPT' ? null : `${(error as Error).name} ${String(code)}: ${(error as Error).message}`;
+      } finally {
+        await store.close();
+      }
+    },
+  },
+  {
     name: 'a keyed child listed twice by one parent, already created by another, is one child of it (the parent used to wait forever)',
     check: (place) =>
       withEngine(

@@ -169,6 +169,15 @@ function classify(error: unknown, path: string): unknown {
       { cause: error },
     );
   }
+  if (code === 'SQLITE_CONSTRAINT_NOTNULL') {
+    // rlm never writes NULL where its schema forbids one: a row that holds one (so that `epoch + 1` is NULL)
+    // was damaged outside rlm.
+    return new StoreCorruptError(
+      `The store file ${path} is damaged: a stored row holds an empty value where rlm never writes one (${(error as Error).message}). rlm will not run on it: ` +
+        'restore it from an `rlm snapshot` copy, or move it aside to start afresh.',
+      { cause: error },
+    );
+  }
   if (code === 'SQLITE_BUSY' || code.startsWith('SQLITE_BUSY_') || code === 'SQLITE_LOCKED') {
     return new StoreUnavailableError(
       `The store file ${path} stayed locked by another process past the busy timeout (${code}): a worker frozen inside a write (SIGSTOP, a debugger, a full disk)? ` +
