@@ -4,6 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { newRun } from '../helpers/new-run.js';
 import type {
   CommitOp,
   CommitResult,
@@ -105,21 +106,7 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSt
     });
 
     async function createRun(overrides: Partial<NewRun> = {}): Promise<RunRecord> {
-      const run = await store.createRun({
-        id: `run-${randomUUID()}`,
-        task: `task-${randomUUID().slice(0, 8)}`,
-        taskVersion: 1,
-        input: JSON.stringify({ root: true }),
-        context: null,
-        rootKey: 'root',
-        rootKeyed: false,
-        rootPriority: 0,
-        order: 'dfs',
-        nodeBudget: null,
-        passDead: false,
-        traceparent: null,
-        ...overrides,
-      });
+      const run = await store.createRun(newRun({ task: `task-${randomUUID().slice(0, 8)}`, input: JSON.stringify({ root: true }), ...overrides }));
       runIds.push(run.id);
       return run;
     }

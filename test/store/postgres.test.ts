@@ -10,6 +10,7 @@ import { configureFailpoints } from '../../src/failpoints.js';
 import { PostgresStore, type PostgresStoreConfig } from '../../src/store/postgres/index.js';
 import { MIGRATIONS } from '../../src/store/postgres/schema.js';
 import type { CommitOp, NewRun } from '../../src/store/store.js';
+import { newRun } from '../helpers/new-run.js';
 import { storeConformance } from './conformance.js';
 
 const url = process.env.RLM_TEST_DATABASE_URL;
@@ -55,23 +56,7 @@ afterAll(async () => {
   });
 });
 
-function newRun(overrides: Partial<NewRun> = {}): NewRun {
-  return {
-    id: `run-${randomUUID()}`,
-    task: 'pg-task',
-    taskVersion: 1,
-    input: '{}',
-    context: null,
-    rootKey: 'root',
-    rootKeyed: false,
-    rootPriority: 0,
-    order: 'dfs',
-    nodeBudget: null,
-    passDead: false,
-    traceparent: null,
-    ...overrides,
-  };
-}
+const pgRun = (overrides: Partial<NewRun> = {}): NewRun => newRun({ task: 'pg-task', ...overrides });
 
 describe.skipIf(!url)('PostgreSQL store', () => {
   storeConformance('postgres', async () => freshStore());
@@ -82,7 +67,7 @@ describe.skipIf(!url)('PostgreSQL store', () => {
     async function ready(config: Partial<PostgresStoreConfig> = {}) {
       const store = freshStore(config);
       await store.migrate();
-      const run = await store.createRun(newRun());
+      const run = await store.createRun(pgRun());
       const worker = `w-${randomUUID().slice(0, 8)}`;
       await store.registerWorker({ id: worker, host: 'h', pid: 1, pidStart: 's', task: 'pg-task', version: 1 }, 60_000);
       const [root] = await store.claimNodes(worker, { task: 'pg-task', maxVersion: 1, runIds: [run.id] }, 1);
@@ -130,7 +115,7 @@ describe.skipIf(!url)('PostgreSQL store', () => {
       await Promise.all([first, ...others].map((store) => store.migrate()));
       const versions = await admin(async (client) => (await client.query(`SELECT version FROM "${schema}".rlm_migrations ORDER BY version`)).rows);
       expect(versions).toEqual(MIGRATIONS.map((migration) => ({ version: migration.version })));
-      await first.createRun(newRun());
+      await first.createRun(pgRun());
       expect(await others[0]?.listRuns()).toHaveLength(1);
     });
 
@@ -198,7 +183,7 @@ describe.skipIf(!url)('PostgreSQL store', () => {
       await store.waitForWork(10); // connects the listener
       const started = Date.now();
       const woken = store.waitForWork(20_000);
-      await other.createRun(newRun());
+      await other.createRun(pgRun());
       await woken;
       expect(Date.now() - started).toBeLessThan(5_000);
     });

@@ -11,6 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import type { CommitOp, NewNode, Store, StepOutcome } from '../../src/store/store.js';
+import { newRun } from '../helpers/new-run.js';
 
 type State = 'pending' | 'running' | 'done' | 'dead';
 
@@ -387,20 +388,7 @@ export async function modelTest(options: ModelOptions): Promise<{ runs: number; 
         if (options.deadline && Date.now() > options.deadline) return;
         runs++;
         const runId = `m-${randomUUID()}`;
-        await store.createRun({
-          id: runId,
-          task: TASK,
-          taskVersion: 1,
-          input: '{}',
-          context: null,
-          rootKey: 'root',
-          rootKeyed: false,
-          rootPriority: 0,
-          order: 'dfs',
-          nodeBudget: null,
-          passDead: false,
-          traceparent: null,
-        });
+        await store.createRun(newRun({ id: runId, task: TASK }));
         const run = await store.getRun(runId);
         const model: Model = {
           runId,

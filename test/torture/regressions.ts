@@ -8,6 +8,7 @@ import { type Engine, openEngine } from '../../src/engine/engine.js';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import type { Store } from '../../src/store/store.js';
+import { newRun } from '../helpers/new-run.js';
 import type { Task, TaskContext } from '../../src/task.js';
 
 /** Where the reproductions run: a folder for SQLite files, or a PostgreSQL URL (a fresh schema each). */
@@ -130,20 +131,7 @@ export const REGRESSIONS: { name: string; sqliteOnly?: boolean; check(place: Pla
       const path = join(place.dir, 'null-epoch.db');
       const first = new SqliteStore({ path });
       await first.migrate();
-      const run = await first.createRun({
-        id: 'null-epoch',
-        task: 'null-epoch',
-        taskVersion: 1,
-        input: '{}',
-        context: null,
-        rootKey: 'root',
-        rootKeyed: false,
-        rootPriority: 0,
-        order: 'dfs',
-        nodeBudget: null,
-        passDead: false,
-        traceparent: null,
-      });
+      const run = await first.createRun(newRun({ id: 'null-epoch', task: 'null-epoch' }));
       await first.close();
       // Damage the root's epoch as a flipped byte in its record header would: through a schema without the
       // constraint, then the schema put back as it was.
