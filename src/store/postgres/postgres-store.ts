@@ -698,8 +698,13 @@ export class PostgresStore implements Store {
           ? `state = 'pending', fanout_ok = CASE WHEN park_reason LIKE 'fan-out%' THEN true ELSE fanout_ok END, park_reason = NULL`
           : `state = 'dead', errors = COALESCE(errors, '[]'::jsonb) || jsonb_build_array(jsonb_build_object(
                'attempt', 0, 'message', 'Rejected by a person (\`rlm reject\`).', 'code', 'REJECTED', 'stack', NULL, 'at', $2::bigint, 'worker', 'cli'))`;
+      // The rejected nodes' ids, for their waiting parents (held's parameter comes second here).
       const rejected =
-        decision === 'reject' ? (await tx.query(`SELECT id FROM ${t.nodes} WHERE run_id = $1 AND state = 'parked' AND ${this.#held(nodeIds, 2).sql}`, [runId, ...held.params])).map((row) => row.id as number) : [];
+        decision === 'reject'
+          ? (await tx.query(`SELECT id FROM ${t.nodes} WHERE run_id = $1 AND state = 'parked' AND ${this.#held(nodeIds, 2).sql}`, [runId, ...held.params])).map(
+              (row) => row.id as number,
+            )
+          : [];
       const rows = await tx.query(
         this.#movedSql(
           `UPDATE ${t.nodes} SET ${change}, updated_at = $2 WHERE run_id = $1 AND state = 'parked' AND ${held.sql}`,
