@@ -160,7 +160,8 @@ export class PgCommit {
     const tx = this.#tx;
     const t = this.#t;
     const runIds = [...new Set(this.#ops.map((op) => op.runId))].sort();
-    const targets = [...new Set(this.#ops.map((op) => op.nodeId))].filter((id) => Number.isSafeInteger(id));
+    // A merged op's node is created by this commit: there is nothing stored to read for it.
+    const targets = [...new Set(this.#ops.filter((op) => op.kind !== 'step' || !op.merged).map((op) => op.nodeId))].filter((id) => Number.isSafeInteger(id));
     const keyed = new Map<string, { runId: string; key: string }>();
     for (const op of this.#ops) {
       if (op.kind === 'effect') continue;
@@ -180,19 +181,24 @@ export class PgCommit {
       // Locked in id order, waiting: a lock can be held for reasons other than a new owner (a claim whose
       // snapshot predates this node's lease locks the row it then finds no longer pending, until it ends), so
       // skipping locked rows would reject live leases. The epoch and state read here decide, never a lock.
+      // Parents are looked up one by one through the primary key (subqueries, never a join): a join lets the
+      // planner hash the whole node table while its statistics still describe a much smaller one.
       at.targets = statements.push(
-        `SELECT n.id, n.run_id, n.parent_id, n.state, n.epoch, n.pending_children, p.state AS parent_state, p.pending_children AS parent_pending,
+        `SELECT n.id, n.run_id, n.parent_id, n.state, n.epoch, n.pending_children,
+                (SELECT json_build_array(p.state, p.pending_children) FROM ${t.nodes} p WHERE p.id = n.parent_id) AS parent,
                 CASE WHEN n.keyed THEN (SELECT json_agg(json_build_array(e.parent_id, q.state, q.pending_children))
                                           FROM ${t.edges} e JOIN ${t.nodes} q ON q.id = e.parent_id WHERE e.child_id = n.id) END AS edge_parents
-           FROM ${t.nodes} n LEFT JOIN ${t.nodes} p ON p.id = n.parent_id
-          WHERE n.id IN (${targets.join(', ')}) ORDER BY n.id FOR UPDATE OF n`,
+           FROM ${t.nodes} n
+          WHERE n.id = ANY('{${targets.join(',')}}'::bigint[]) ORDER BY n.id FOR UPDATE OF n`,
       ) - 1;
     }
     if (keyed.size > 0) {
       const values = [...keyed.values()].map((k) => `(${tx.literal(k.runId)}, ${tx.literal(k.key)})`).join(', ');
       at.keyed = statements.push(
-        `SELECT n.id, n.run_id, n.key, n.state, n.pending_children FROM ${t.nodes} n
-           JOIN (VALUES ${values}) AS k(run_id, key) ON n.run_id = k.run_id AND n.key = k.key WHERE n.keyed`,
+        // One index lookup per key (OFFSET 0 keeps the planner from turning this into a join over the table).
+        `SELECT n.* FROM (VALUES ${values}) AS k(run_id, key) CROSS JOIN LATERAL (
+           SELECT n.id, n.run_id, n.key, n.state, n.pending_children FROM ${t.nodes} n WHERE n.run_id = k.run_id AND n.key = k.key AND n.keyed OFFSET 0
+         ) n`,
       ) - 1;
     }
     const results = await tx.begin(statements.map((sql) => ` ${sql};`).join(''));
@@ -226,7 +232,8 @@ export class PgCommit {
     }
     // Parents are remembered after the nodes the ops name, so a parent that is itself an op's node keeps its full view.
     for (const row of targetRows) {
-      if (row.parent_id !== null && row.parent_state !== null) this.#remember(row.parent_id as number, row.run_id as string, row.parent_state as NodeState, row.parent_pending as number);
+      const parent = row.parent as [NodeState, number] | null;
+      if (row.parent_id !== null && parent !== null) this.#remember(row.parent_id as number, row.run_id as string, parent[0], parent[1]);
       for (const [id, state, pending] of (row.edge_parents as [number, NodeState, number][] | null) ?? []) this.#remember(id, row.run_id as string, state, pending);
     }
     for (const row of rowsAt(at.keyed)) {
