@@ -208,7 +208,13 @@ async function peerRows() {
   }
   const pgPeers = [
     { system: 'graphile-worker 0.16 (PostgreSQL)', script: 'bench/peers/graphile-worker.mjs', options: { concurrency: 32, deadlineSeconds }, db: 'rlm_bench_graphile_worker' },
-    { system: 'pg-boss 10 (PostgreSQL)', script: 'bench/peers/pg-boss.mjs', options: { workers: 2, batchSize: 500, deadlineSeconds }, db: 'rlm_bench_pgboss' },
+    // pg-boss, the faster of the two, also with as many processes as the rlm rows with --workers.
+    ...[1, 2, 4].map((processes) => ({
+      system: processes === 1 ? 'pg-boss 10 (PostgreSQL)' : `pg-boss 10, ${processes} processes (PostgreSQL)`,
+      script: 'bench/peers/pg-boss.mjs',
+      options: { workers: 2, batchSize: 500, deadlineSeconds, processes },
+      db: 'rlm_bench_pgboss',
+    })),
   ];
   for (const peer of pgPeers) {
     const row = await withDatabase(peer.db, (connectionString) => peerRow({ ...common, system: peer.system, script: peer.script, options: { ...peer.options, connectionString } }));

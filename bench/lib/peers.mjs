@@ -20,7 +20,9 @@ export async function peerRow({ section, system, script, options, fanout, depth,
   }
   const outcome = result.outcome;
   if (!outcome) return { ...base, seconds: null, rssMb: null, status: 'error', note: `error: ${lastWords(result)}` };
-  const rssMb = result.rssKb === null ? null : result.rssKb / 1024;
+  // A peer that spawns processes of its own is measured over all of them, as rlm's --workers rows are.
+  const rssKb = result.processes > 1 ? result.rssTotalKb : result.rssKb;
+  const rssMb = rssKb === null ? null : rssKb / 1024;
   if (outcome.partial) {
     // Too slow for the bench's time budget: the rate of the jobs it completed by the deadline stands in.
     const partial = `PARTIAL: stopped at the ${options.deadlineSeconds} s deadline after ${outcome.nodes.toLocaleString('en-US')} of ${expected.toLocaleString('en-US')} jobs`;
