@@ -321,6 +321,7 @@ export class SqliteStore implements Store {
       this.#db = undefined;
       this.#stmts.clear();
       this.#insertRows.length = 0;
+    this.#insertPlainRows.length = 0;
     }
     return mapped;
   }
@@ -409,6 +410,7 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     this.#stmts.clear();
     this.#insertRows.length = 0;
+    this.#insertPlainRows.length = 0;
     const db = this.#db;
     this.#db = undefined;
     if (db) {
@@ -710,6 +712,7 @@ export class SqliteStore implements Store {
   }
 
   readonly #insertRows: SqliteStatement[] = [];
+  readonly #insertPlainRows: SqliteStatement[] = [];
 
   /** @internal A multi-row INSERT of `rows` nodes, prepared once per row count. */
   insertRows(rows: number): SqliteStatement {
@@ -717,6 +720,16 @@ export class SqliteStore implements Store {
     if (!stmt) {
       stmt = this.db.prepare(`${INSERT_NODES}${Array(rows).fill(INSERT_ROW).join(', ')}`);
       this.#insertRows[rows] = stmt;
+    }
+    return stmt;
+  }
+
+  /** @internal A multi-row INSERT of `rows` plain nodes (see PLAIN_ROW), prepared once per size. */
+  insertPlainRows(rows: number): SqliteStatement {
+    let stmt = this.#insertPlainRows[rows];
+    if (!stmt) {
+      stmt = this.db.prepare(`${INSERT_PLAIN}${Array(rows).fill(PLAIN_ROW).join(', ')}`);
+      this.#insertPlainRows[rows] = stmt;
     }
     return stmt;
   }
@@ -1170,6 +1183,7 @@ class CommitState {
     const insertKeyed = s.stmt(`${INSERT_NODES}${INSERT_ROW} ON CONFLICT (run_id, key) WHERE keyed = 1 DO NOTHING`);
     // Unkeyed children cannot conflict: they are written with multi-row INSERTs, which cost far less per row.
     const batch: unknown[] = [];
+    const plain: unknown[] = [];
     for (const child of children) {
       let state: NodeState = child.state;
       let parkReason: string | null = null;
@@ -1181,6 +1195,31 @@ class CommitState {
         parkReason = child.error?.message ?? 'parked';
       }
       const owner = state === 'running' ? this.#workerId : null;
+      if (!child.keyed && child.priority === 0 && child.context === null && child.traceparent === null && parkReason === null && !child.error) {
+        plain.push(
+          child.id,
+          runId,
+          parentId,
+          child.ord,
+          child.key,
+          child.depth,
+          order === 'dfs' ? -child.id : child.id,
+          child.version,
+          state,
+          child.input,
+          owner,
+          state === 'running' || state === 'done' || state === 'waiting' ? 1 : 0,
+          state === 'done' || state === 'waiting' ? (child.result ?? null) : null,
+          child.attempts ?? 0,
+          now,
+          now,
+        );
+        budget.count++;
+        this.#inserted.add(child.id);
+        this.#delta(runId, state, 1);
+        if (state !== 'done') unfinished++;
+        continue;
+      }
       const params = [
         child.id,
         runId,
@@ -1231,6 +1270,10 @@ class CommitState {
       if (s.stmt('INSERT OR IGNORE INTO rlm_edges (parent_id, child_id, ord) VALUES (?, ?, ?)').run(parentId, existing.id, child.ord).changes === 0) continue;
       s.stmt('UPDATE rlm_nodes SET shared = 1 WHERE id = ? AND shared = 0').run(existing.id);
       if (waits && existing.state !== 'done' && !(existing.state === 'dead' && passDead)) unfinished++;
+    }
+    for (let at = 0; at < plain.length; at += PLAIN_ROW_PARAMS * INSERT_BATCH) {
+      const params = plain.slice(at, at + PLAIN_ROW_PARAMS * INSERT_BATCH);
+      s.insertPlainRows(params.length / PLAIN_ROW_PARAMS).run(...params);
     }
     for (let at = 0; at < batch.length; at += INSERT_ROW_PARAMS * INSERT_BATCH) {
       const params = batch.slice(at, at + INSERT_ROW_PARAMS * INSERT_BATCH);
@@ -1330,6 +1373,11 @@ const INSERT_NODES =
 const INSERT_ROW = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
 const INSERT_ROW_PARAMS = 22;
 const INSERT_BATCH = 16;
+/** The common child: unkeyed, priority 0, no context, trace, park reason or error. Fewer values to bind. */
+const INSERT_PLAIN =
+  'INSERT INTO rlm_nodes (id, run_id, parent_id, ord, key, depth, order_key, version, state, input, owner, epoch, result, attempts, created_at, updated_at) VALUES ';
+const PLAIN_ROW = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
+const PLAIN_ROW_PARAMS = 16;
 
 /** Whether `ancestorId` is `nodeId` or above it, through first parents and shared edges. */
 function isAncestor(s: SqliteStore, ancestorId: number, nodeId: number): boolean {
