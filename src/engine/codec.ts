@@ -33,7 +33,7 @@ export function codecNamed(name: CodecName): Codec {
 /** The JSON codec's encoder. */
 export function encode(value: unknown, what: string): string {
   try {
-    const problem = findUnserializable(value, '$', new Set());
+    const problem = findUnserializable(value);
     if (problem) throw new NotSerializableError(`${what} cannot be stored as JSON: ${problem.reason} at ${problem.path}.`, problem.path);
     return JSON.stringify(value) ?? 'null';
   } catch (error) {
@@ -60,46 +60,79 @@ export function samePayload(a: Payload | null, b: Payload | null): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
 }
 
-function findUnserializable(value: unknown, path: string, seen: Set<object>): { path: string; reason: string } | null {
+/** Objects on the path from the value being checked down to the current one: a repeat is a cycle. */
+const ancestors: object[] = [];
+
+/** What is wrong and where: `path` holds the keys from the top down (`$` and the dots are added at the end). */
+interface Problem {
+  reason: string;
+  path: (string | number)[];
+}
+
+/**
+ * The first value under `value` that JSON would not give back as it is. The happy path allocates nothing: a
+ * problem's path is collected only on the way back up from it.
+ */
+function findUnserializable(value: unknown): { path: string; reason: string } | null {
+  const depth = ancestors.length;
+  try {
+    const problem = check(value);
+    if (!problem) return null;
+    let path = '$';
+    for (let i = problem.path.length - 1; i >= 0; i--) {
+      const key = problem.path[i];
+      path += typeof key === 'number' ? `[${key}]` : `.${key}`;
+    }
+    return { path, reason: problem.reason };
+  } finally {
+    ancestors.length = depth;
+  }
+}
+
+function check(value: unknown): Problem | null {
   switch (typeof value) {
     case 'string':
     case 'boolean':
-      return null;
-    case 'number':
-      return Number.isFinite(value) ? null : { path, reason: `the number ${value} has no JSON form` };
     case 'undefined':
       return null;
+    case 'number':
+      return Number.isFinite(value) ? null : { path: [], reason: `the number ${value} has no JSON form` };
     case 'bigint':
-      return { path, reason: "a BigInt has no JSON form (store it as a string, or use codec: 'msgpack')" };
+      return { path: [], reason: "a BigInt has no JSON form (store it as a string, or use codec: 'msgpack')" };
     case 'function':
-      return { path, reason: 'a function cannot be stored' };
+      return { path: [], reason: 'a function cannot be stored' };
     case 'symbol':
-      return { path, reason: 'a symbol cannot be stored' };
+      return { path: [], reason: 'a symbol cannot be stored' };
   }
   if (value === null) return null;
   const object = value as object;
-  if (seen.has(object)) return { path, reason: 'the value contains a cycle' };
+  if (ancestors.includes(object)) return { path: [], reason: 'the value contains a cycle' };
   if (Array.isArray(object)) {
-    seen.add(object);
+    ancestors.push(object);
     for (let i = 0; i < object.length; i++) {
       const item: unknown = object[i];
-      if (item === undefined) return { path: `${path}[${i}]`, reason: 'undefined in an array becomes null' };
-      const problem = findUnserializable(item, `${path}[${i}]`, seen);
-      if (problem) return problem;
+      const problem = item === undefined ? { path: [], reason: 'undefined in an array becomes null' } : check(item);
+      if (problem) {
+        problem.path.push(i);
+        return problem;
+      }
     }
-    seen.delete(object);
+    ancestors.pop();
     return null;
   }
   const proto = Object.getPrototypeOf(object);
   if (proto !== Object.prototype && proto !== null) {
     const name = (object as { constructor?: { name?: string } }).constructor?.name ?? 'object';
-    return { path, reason: `a ${name} is not plain JSON (convert it, e.g. a Date with toISOString(), or use codec: 'msgpack')` };
+    return { path: [], reason: `a ${name} is not plain JSON (convert it, e.g. a Date with toISOString(), or use codec: 'msgpack')` };
   }
-  seen.add(object);
+  ancestors.push(object);
   for (const key in object) {
-    const problem = findUnserializable((object as Record<string, unknown>)[key], `${path}.${key}`, seen);
-    if (problem) return problem;
+    const problem = check((object as Record<string, unknown>)[key]);
+    if (problem) {
+      problem.path.push(key);
+      return problem;
+    }
   }
-  seen.delete(object);
+  ancestors.pop();
   return null;
 }
