@@ -49,7 +49,7 @@ function msgpackr(): Packr {
 export function encodeMsgpack(value: unknown, what: string): Uint8Array {
   let body: Uint8Array;
   try {
-    const problem = findUnstorable(value, '$', new Set());
+    const problem = findUnstorable(value);
     if (problem) throw new NotSerializableError(`${what} cannot be stored as msgpack: ${problem.reason} at ${problem.path}.`, problem.path);
     body = msgpackr().pack(value);
   } catch (error) {
@@ -89,67 +89,100 @@ const TYPED_ARRAYS = new Set<object>(
   ].map((type) => type.prototype),
 );
 
-/** The first value under `value` that msgpack would not give back as it is, with its path and why. */
-function findUnstorable(value: unknown, path: string, seen: Set<object>): { path: string; reason: string } | null {
+/** Objects on the path from the value being checked down to the current one: a repeat is a cycle. */
+const ancestors: object[] = [];
+
+/** What is wrong and where: `path` holds the path's segments from the bottom up, collected on the way back. */
+interface Problem {
+  reason: string;
+  path: string[];
+}
+
+/**
+ * The first value under `value` that msgpack would not give back as it is, with its path and why. The happy
+ * path allocates nothing: a problem's path is collected only on the way back up from it.
+ */
+function findUnstorable(value: unknown): { path: string; reason: string } | null {
+  const depth = ancestors.length;
+  try {
+    const problem = check(value);
+    return problem ? { path: `$${problem.path.reverse().join('')}`, reason: problem.reason } : null;
+  } finally {
+    ancestors.length = depth;
+  }
+}
+
+/** Adds the segment that led to `problem` (on the way back up) and passes it on. */
+function at(problem: Problem, segment: string): Problem {
+  problem.path.push(segment);
+  return problem;
+}
+
+function check(value: unknown): Problem | null {
   switch (typeof value) {
     case 'string':
       // Node 20 has String.prototype.isWellFormed; TypeScript's ES2023 library does not declare it.
-      return (value as unknown as { isWellFormed(): boolean }).isWellFormed() ? null : { path, reason: 'a string with an unpaired UTF-16 surrogate has no UTF-8 form' };
+      return (value as unknown as { isWellFormed(): boolean }).isWellFormed() ? null : { path: [], reason: 'a string with an unpaired UTF-16 surrogate has no UTF-8 form' };
     case 'number':
     case 'boolean':
     case 'bigint':
     case 'undefined':
       return null;
     case 'function':
-      return { path, reason: 'a function cannot be stored' };
+      return { path: [], reason: 'a function cannot be stored' };
     case 'symbol':
-      return { path, reason: 'a symbol cannot be stored' };
+      return { path: [], reason: 'a symbol cannot be stored' };
   }
   if (value === null) return null;
   const object = value as object;
-  if (seen.has(object)) return { path, reason: 'the value contains a cycle' };
+  if (ancestors.includes(object)) return { path: [], reason: 'the value contains a cycle' };
   const proto: unknown = Object.getPrototypeOf(object);
   if (proto === Object.prototype || proto === null) {
     // msgpackr renames a `__proto__` key (a guard against prototype pollution) rather than keep it.
-    if (Object.hasOwn(object, '__proto__')) return { path, reason: 'an own `__proto__` key is renamed by msgpack' };
-    seen.add(object);
+    if (Object.hasOwn(object, '__proto__')) return { path: [], reason: 'an own `__proto__` key is renamed by msgpack' };
+    ancestors.push(object);
     for (const key in object) {
-      const problem = findUnstorable((object as Record<string, unknown>)[key], `${path}.${key}`, seen);
-      if (problem) return problem;
+      const problem = check((object as Record<string, unknown>)[key]);
+      if (problem) return at(problem, `.${key}`);
     }
-    seen.delete(object);
+    ancestors.pop();
     return null;
   }
   if (proto === Array.prototype) {
     const array = object as unknown[];
-    seen.add(object);
+    ancestors.push(object);
     for (let i = 0; i < array.length; i++) {
-      const problem = findUnstorable(array[i], `${path}[${i}]`, seen);
-      if (problem) return problem;
+      const problem = check(array[i]);
+      if (problem) return at(problem, `[${i}]`);
     }
-    seen.delete(object);
+    ancestors.pop();
     return null;
   }
   if (proto === Map.prototype) {
-    seen.add(object);
+    ancestors.push(object);
     let i = 0;
     for (const [key, item] of object as Map<unknown, unknown>) {
-      const label = typeof key === 'string' ? JSON.stringify(key) : typeof key === 'number' || typeof key === 'bigint' ? String(key) : `<key ${i}>`;
-      const problem = findUnstorable(key, `${path}.keys()[${i}]`, seen) ?? findUnstorable(item, `${path}.get(${label})`, seen);
-      if (problem) return problem;
-      i++;
+      const n = i++;
+      const keyProblem = check(key);
+      if (keyProblem) return at(keyProblem, `.keys()[${n}]`);
+      const itemProblem = check(item);
+      if (itemProblem) {
+        const label = typeof key === 'string' ? JSON.stringify(key) : typeof key === 'number' || typeof key === 'bigint' ? String(key) : `<key ${n}>`;
+        return at(itemProblem, `.get(${label})`);
+      }
     }
-    seen.delete(object);
+    ancestors.pop();
     return null;
   }
   if (proto === Set.prototype) {
-    seen.add(object);
+    ancestors.push(object);
     let i = 0;
     for (const item of object as Set<unknown>) {
-      const problem = findUnstorable(item, `${path}.values()[${i++}]`, seen);
-      if (problem) return problem;
+      const n = i++;
+      const problem = check(item);
+      if (problem) return at(problem, `.values()[${n}]`);
     }
-    seen.delete(object);
+    ancestors.pop();
     return null;
   }
   if (proto === Date.prototype || proto === RegExp.prototype || proto === ArrayBuffer.prototype || TYPED_ARRAYS.has(proto as object)) return null;
@@ -158,5 +191,5 @@ function findUnstorable(value: unknown, path: string, seen: Set<object>): { path
     object instanceof Error
       ? `an error (${name}) would lose its class and fields (store its message)`
       : `a ${name} would be stored as a plain object, losing its class (convert it to plain data)`;
-  return { path, reason };
+  return { path: [], reason };
 }
