@@ -320,8 +320,8 @@ export class SqliteStore implements Store {
       }
       this.#db = undefined;
       this.#stmts.clear();
-      this.#insertRows.length = 0;
-    this.#insertPlainRows.length = 0;
+      this.#insertRows.all.length = 0;
+      this.#insertRows.plain.length = 0;
     }
     return mapped;
   }
@@ -409,8 +409,8 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     this.#stmts.clear();
-    this.#insertRows.length = 0;
-    this.#insertPlainRows.length = 0;
+    this.#insertRows.all.length = 0;
+    this.#insertRows.plain.length = 0;
     const db = this.#db;
     this.#db = undefined;
     if (db) {
@@ -711,25 +711,17 @@ export class SqliteStore implements Store {
     return this.#stmt(sql);
   }
 
-  readonly #insertRows: SqliteStatement[] = [];
-  readonly #insertPlainRows: SqliteStatement[] = [];
+  /** Multi-row INSERTs of nodes, prepared once per row count: every column, and the plain form (see PLAIN_ROW). */
+  readonly #insertRows: { all: SqliteStatement[]; plain: SqliteStatement[] } = { all: [], plain: [] };
 
-  /** @internal A multi-row INSERT of `rows` nodes, prepared once per row count. */
-  insertRows(rows: number): SqliteStatement {
-    let stmt = this.#insertRows[rows];
+  /** @internal A multi-row INSERT of `rows` nodes with every column, or with the plain form's columns. */
+  insertRows(rows: number, form: 'all' | 'plain' = 'all'): SqliteStatement {
+    const cache = this.#insertRows[form];
+    let stmt = cache[rows];
     if (!stmt) {
-      stmt = this.db.prepare(`${INSERT_NODES}${Array(rows).fill(INSERT_ROW).join(', ')}`);
-      this.#insertRows[rows] = stmt;
-    }
-    return stmt;
-  }
-
-  /** @internal A multi-row INSERT of `rows` plain nodes (see PLAIN_ROW), prepared once per size. */
-  insertPlainRows(rows: number): SqliteStatement {
-    let stmt = this.#insertPlainRows[rows];
-    if (!stmt) {
-      stmt = this.db.prepare(`${INSERT_PLAIN}${Array(rows).fill(PLAIN_ROW).join(', ')}`);
-      this.#insertPlainRows[rows] = stmt;
+      const [head, row] = form === 'all' ? [INSERT_NODES, INSERT_ROW] : [INSERT_PLAIN, PLAIN_ROW];
+      stmt = this.db.prepare(`${head}${Array(rows).fill(row).join(', ')}`);
+      cache[rows] = stmt;
     }
     return stmt;
   }
@@ -1273,7 +1265,7 @@ class CommitState {
     }
     for (let at = 0; at < plain.length; at += PLAIN_ROW_PARAMS * INSERT_BATCH) {
       const params = plain.slice(at, at + PLAIN_ROW_PARAMS * INSERT_BATCH);
-      s.insertPlainRows(params.length / PLAIN_ROW_PARAMS).run(...params);
+      s.insertRows(params.length / PLAIN_ROW_PARAMS, 'plain').run(...params);
     }
     for (let at = 0; at < batch.length; at += INSERT_ROW_PARAMS * INSERT_BATCH) {
       const params = batch.slice(at, at + INSERT_ROW_PARAMS * INSERT_BATCH);
