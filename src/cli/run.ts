@@ -6,6 +6,7 @@ import { UsageError } from '../engine/errors.js';
 import type { EngineOptions } from '../engine/options.js';
 import { createLogger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
+import { failpoints } from '../failpoints.js';
 import { openStore } from '../store/open.js';
 import type { RunRecord, Store } from '../store/store.js';
 import { payloadView } from '../engine/json-view.js';
@@ -144,9 +145,21 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<E
     // A second signal during the close must find the handler, or it would kill the process with no exit code.
     await engine.close();
     server?.close();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    endSignalHandling(onSignal);
   }
+}
+
+/**
+ * Once the store is closed nothing is left to finish, but the process may take a moment to exit: a signal then
+ * must not kill it with no exit code. It ends the process at once with the code the command decided.
+ */
+function endSignalHandling(onSignal: (received: NodeJS.Signals) => void): void {
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  const late = () => process.exit();
+  process.once('SIGINT', late);
+  process.once('SIGTERM', late);
+  if (failpoints.active) failpoints.hit('cli.closed');
 }
 
 /** `--workers N`: N worker processes on one run; any that dies is restarted until the run ends. */
@@ -232,8 +245,7 @@ export async function workerCommand(modulePath: string, flags: RunFlags): Promis
     await engine.close();
     await store.close();
     server?.close();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    endSignalHandling(onSignal);
   }
   return signal === 'SIGINT' ? EXIT.sigint : signal === 'SIGTERM' ? EXIT.sigterm : EXIT.ok;
 }

@@ -56,11 +56,28 @@ describe('graceful stop, memory ceiling, versions and snapshots (real processes)
       await onFailpoint(first.child, 'stop.begin', 1);
       first.child.kill('SIGINT');
       const stopped = await first.done;
-      expect([130, null]).toContain(stopped.code);
+      expect(stopped.code, stopped.stderr).toBe(130);
       const resumed = await runCli(args);
       expect(resumed.code, resumed.stderr).toBe(0);
       expect(resumed.stdout.trim()).toBe('341');
       expect(auditSqlite(tmp.db, 'twice').integrity).toEqual(['ok']);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
+  it('a signal that arrives after the store is closed ends the process with the code it decided, not by the signal', async () => {
+    const tmp = tempDir();
+    try {
+      const run = startCli(['run', 'examples/tree.ts', '--input', '{"fanout":2,"depth":2}', '--store', tmp.url], { RLM_FAILPOINTS: 'cli.closed=stop' });
+      // The process stops itself right after its store is closed; the signal waits for SIGCONT.
+      await onFailpoint(run.child, 'cli.closed', 1);
+      run.child.kill('SIGTERM');
+      run.child.kill('SIGCONT');
+      const ended = await run.done;
+      expect(ended.signal, ended.stderr).toBeNull();
+      expect(ended.code, ended.stderr).toBe(0);
+      expect(ended.stdout.trim()).toBe('7');
     } finally {
       tmp.cleanup();
     }
