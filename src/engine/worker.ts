@@ -590,6 +590,8 @@ export class Worker {
           if (!node) continue;
           this.#limbo.delete(child.id);
           if (!duplicates.has(child.id) && !rejected.has(op.nodeId) && child.state === 'running') this.#window.push(node);
+          // A shared child finishes elsewhere (or has): the parent's combine reads its results from the store.
+          else this.#joins.delete(op.nodeId);
         }
       }
     }
@@ -811,9 +813,12 @@ export class Worker {
     return spawned > 0 && this.#task.waits ? { type: 'wait', result } : { type: 'done', result };
   }
 
-  /** Opens an in-memory join when every child of the step was born here, unkeyed and leased. */
+  /**
+   * Opens an in-memory join when every child of the step was born here and leased. A keyed child that turns out
+   * to exist already (a shared node) closes its parent's join when the commit says so (see #afterCommit).
+   */
   #openJoin(node: WindowNode, children: NewNode[], born: number): void {
-    if (this.#task.keyed || children.length !== born || node.spawned > 0 || this.#joins.size >= 100_000) return;
+    if (children.length !== born || node.spawned > 0 || this.#joins.size >= 100_000) return;
     for (const child of children) if (child.state !== 'running') return;
     this.#joins.set(node.id, { results: new Array(children.length), remaining: children.length, node });
   }

@@ -102,6 +102,23 @@ describe('engine on SQLite', () => {
     expect(out.counts.done).toBe(31);
   });
 
+  it('combines a keyed parent from what it really has: its new children, and a key it lists twice once', async () => {
+    const task = defineTask<{ n: number }, unknown>({
+      name: 'twice',
+      key: ({ n }) => String(n),
+      run({ n }) {
+        if (n === 0) return { children: [{ input: { n: 1 } }, { input: { n: 1 } }, { input: { n: 2 } }] };
+        if (n === 3) return { children: [{ input: { n: 4 } }, { input: { n: 5 } }] };
+        return { result: n * 10 };
+      },
+      combine: (_input, results) => results,
+    });
+    const listedTwice = await (await engine.start(task, { n: 0 })).done;
+    expect(listedTwice.result).toEqual([10, 20]);
+    const allNew = await (await engine.start(task, { n: 3 })).done;
+    expect(allNew.result).toEqual([40, 50]);
+  });
+
   it('reports a dependency cycle instead of hanging on it', async () => {
     const cyclic = defineTask<{ n: number }, number>({
       name: 'cyclic',
