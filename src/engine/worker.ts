@@ -478,7 +478,12 @@ export class Worker {
     this.#inflight--;
     this.stats.steps++;
     if (node.suspect) this.#isolating = false;
-    if (this.#opSteps >= this.#o.commitEverySteps || (this.#inflight === 0 && this.#window.size === 0 && this.#suspects.length === 0)) {
+    if (
+      this.#opSteps >= this.#o.commitEverySteps ||
+      (this.#inflight === 0 && this.#window.size === 0 && this.#suspects.length === 0) ||
+      // Keyed children wait for a commit before they run: commit before they would spill to the store's frontier.
+      this.#limbo.size * 2 >= this.#room()
+    ) {
       void this.#commit();
     } else if (!this.#commitTimer && this.#ops.length > 0) {
       this.#commitTimer = setTimeout(() => {
