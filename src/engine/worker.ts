@@ -443,6 +443,9 @@ export class Worker {
     if (this.#stopping || this.#isolating) return;
     // Backpressure: a full group waits for the commit in progress, so memory stays bounded by one group.
     if (this.#committing && this.#opSteps >= this.#o.commitEverySteps) return;
+    // Keyed children wait for a commit before they run. Past half the window they wait for it here too: the
+    // steps that would start now would spawn children with no room left, which go to the store's frontier.
+    if (this.#limbo.size * 2 >= this.#room()) return;
     if (this.#suspects.length > 0) {
       if (this.#inflight > 0) return;
       this.#afterSuspects = true;
