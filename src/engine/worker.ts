@@ -358,6 +358,15 @@ export class Worker {
     return this.#peers > 0 && this.#frontierLow ? this.#busyRoom() : this.#o.windowSize;
   }
 
+  /**
+   * Keyed children wait in limbo for the commit that decides whether their keys exist. Once they fill half the
+   * window, the worker commits and starts no step until that commit lands: steps started meanwhile would spawn
+   * children with no room left, which would go to the store's frontier and come back through claims.
+   */
+  #limboFull(): boolean {
+    return this.#limbo.size * 2 >= this.#o.windowSize;
+  }
+
   /** Enough nodes to keep `concurrency` steps busy; a claim with peers takes no more, so nobody drains the frontier. */
   #busyRoom(): number {
     return Math.min(this.#o.windowSize, this.#o.concurrency * 4);
@@ -443,9 +452,8 @@ export class Worker {
     if (this.#stopping || this.#isolating) return;
     // Backpressure: a full group waits for the commit in progress, so memory stays bounded by one group.
     if (this.#committing && this.#opSteps >= this.#o.commitEverySteps) return;
-    // Keyed children wait for a commit before they run. Past half the window they wait for it here too: the
-    // steps that would start now would spawn children with no room left, which go to the store's frontier.
-    if (this.#limbo.size * 2 >= this.#room()) return;
+    // Keyed children wait for a commit before they run (see #limboFull): so do new steps, past half the window.
+    if (this.#limboFull()) return;
     if (this.#suspects.length > 0) {
       if (this.#inflight > 0) return;
       this.#afterSuspects = true;
@@ -484,8 +492,7 @@ export class Worker {
     if (
       this.#opSteps >= this.#o.commitEverySteps ||
       (this.#inflight === 0 && this.#window.size === 0 && this.#suspects.length === 0) ||
-      // Keyed children wait for a commit before they run: commit before they would spill to the store's frontier.
-      this.#limbo.size * 2 >= this.#room()
+      this.#limboFull()
     ) {
       void this.#commit();
     } else if (!this.#commitTimer && this.#ops.length > 0) {

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runCli, startCli } from '../helpers/cli.js';
+import { runCli, startCli, stoppedOrGone } from '../helpers/cli.js';
 import { auditSqlite } from '../helpers/store-check.js';
 import { tempDir } from '../helpers/temp.js';
 
@@ -73,6 +73,7 @@ describe('graceful stop, memory ceiling, versions and snapshots (real processes)
       // The process stops itself right after its store is closed; the signal waits for SIGCONT.
       await onFailpoint(run.child, 'cli.closed', 1);
       run.child.kill('SIGTERM');
+      await stoppedOrGone(run.child.pid as number);
       run.child.kill('SIGCONT');
       const ended = await run.done;
       expect(ended.signal, ended.stderr).toBeNull();

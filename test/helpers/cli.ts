@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 export const BIN = fileURLToPath(new URL('../../bin/rlm.mjs', import.meta.url));
@@ -33,4 +34,23 @@ export function startCli(args: string[], env: Record<string, string> = {}): { ch
 
 export async function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   return startCli(args, env).done;
+}
+
+/**
+ * Resolves once the process is stopped (SIGSTOP; state `T` in /proc) or gone. Node reports no event for a
+ * stopped child, so this watches its state.
+ */
+export async function stoppedOrGone(pid: number): Promise<void> {
+  for (;;) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    } catch {
+      return;
+    }
+    // The state follows the command name, which is in parentheses and may hold spaces.
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    if (state === 'T' || state === 't' || state === 'Z') return;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 }
