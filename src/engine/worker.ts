@@ -833,7 +833,7 @@ export class Worker {
    * to exist already (a shared node) closes its parent's join when the commit says so (see #afterCommit).
    */
   #openJoin(node: WindowNode, children: NewNode[], born: number): void {
-    if (children.length !== born || node.spawned > 0 || this.#joins.size >= 100_000) return;
+    if (children.length !== born || node.spawned > 0 || this.#joins.size >= (this.#task.keyed ? this.#o.windowSize : 100_000)) return;
     for (const child of children) if (child.state !== 'running') return;
     this.#joins.set(node.id, { results: new Array(children.length), remaining: children.length, node });
   }
