@@ -1,6 +1,9 @@
 /** Rows of the PostgreSQL schema as the Store interface's records. */
-import type { ErrorEntry, LeasedNode, NodeRecord, NodeState, Payload, RunRecord, RunState, StateCounts, WorkerRecord } from '../store.js';
-import type { Row } from './session.js';
+import * as shared from '../rows.js';
+import type { Columns, Row } from '../rows.js';
+import type { ErrorEntry, LeasedNode, NodeRecord, NodeState, Payload, RunRecord, RunState, StateCounts } from '../store.js';
+
+export { countsFromRow, emptyCounts, LEASED_COLUMNS, workerFromRow } from '../rows.js';
 
 /**
  * Payload columns are TEXT, which cannot hold a NUL byte: bytes are kept as `~` and their base64. JSON text,
@@ -36,110 +39,16 @@ export function leasedFromText(node: LeasedNode): LeasedNode {
   return { ...node, input: payloadOf(node.input) ?? 'null', context: payloadOf(node.context) };
 }
 
-export const LEASED_COLUMNS =
-  'id, run_id, parent_id, key, depth, priority, version, input, context, phase, attempts, epoch, suspect, fanout_ok, spawned, traceparent';
-
-export function emptyCounts(): StateCounts {
-  return { pending: 0, running: 0, waiting: 0, done: 0, dead: 0, parked: 0 };
-}
-
-export function leasedFromRow(row: Row): LeasedNode {
-  return {
-    id: row.id as number,
-    runId: row.run_id as string,
-    parentId: (row.parent_id as number | null) ?? null,
-    key: row.key as string,
-    depth: row.depth as number,
-    priority: row.priority as number,
-    version: row.version as number,
-    input: payloadOf(row.input) ?? 'null',
-    context: payloadOf(row.context),
-    phase: row.phase as LeasedNode['phase'],
-    attempts: row.attempts as number,
-    epoch: row.epoch as number,
-    suspect: row.suspect === true,
-    fanoutApproved: row.fanout_ok === true,
-    spawned: row.spawned as number,
-    traceparent: (row.traceparent as string | null) ?? null,
-  };
-}
-
 export function errorsOf(value: unknown): ErrorEntry[] {
   return Array.isArray(value) ? (value as ErrorEntry[]) : [];
 }
 
-export function nodeFromRow(row: Row): NodeRecord {
-  return {
-    id: row.id as number,
-    runId: row.run_id as string,
-    parentId: (row.parent_id as number | null) ?? null,
-    ord: row.ord as number,
-    key: row.key as string,
-    depth: row.depth as number,
-    priority: row.priority as number,
-    version: row.version as number,
-    state: row.state as NodeState,
-    phase: row.phase as NodeRecord['phase'],
-    input: payloadOf(row.input),
-    context: payloadOf(row.context),
-    result: payloadOf(row.result),
-    attempts: row.attempts as number,
-    epoch: row.epoch as number,
-    owner: (row.owner as string | null) ?? null,
-    pendingChildren: row.pending_children as number,
-    availableAt: row.available_at as number,
-    parkReason: (row.park_reason as string | null) ?? null,
-    errors: errorsOf(row.errors),
-    traceparent: (row.traceparent as string | null) ?? null,
-    createdAt: row.created_at as number,
-    updatedAt: row.updated_at as number,
-  };
-}
+/** Payloads are TEXT (bytes marked, see `payloadOf`); errors are JSONB arrays. */
+const COLUMNS: Columns = { payload: payloadOf, errors: errorsOf };
 
-export function countsFromRow(row: Row): StateCounts {
-  return {
-    pending: row.n_pending as number,
-    running: row.n_running as number,
-    waiting: row.n_waiting as number,
-    done: row.n_done as number,
-    dead: row.n_dead as number,
-    parked: row.n_parked as number,
-  };
-}
-
-export function runFromRow(row: Row): RunRecord {
-  return {
-    id: row.id as string,
-    task: row.task as string,
-    taskVersion: row.task_version as number,
-    state: row.state as RunState,
-    input: payloadOf(row.input) ?? 'null',
-    result: payloadOf(row.result),
-    order: row.frontier_order as RunRecord['order'],
-    nodeBudget: (row.node_budget as number | null) ?? null,
-    nodeCount: row.node_count as number,
-    pauseReason: (row.pause_reason as string | null) ?? null,
-    rootId: row.root_id as number,
-    counts: countsFromRow(row),
-    createdAt: row.created_at as number,
-    updatedAt: row.updated_at as number,
-    finishedAt: (row.finished_at as number | null) ?? null,
-  };
-}
-
-export function workerFromRow(row: Row): WorkerRecord {
-  return {
-    id: row.id as string,
-    host: row.host as string,
-    pid: row.pid as number,
-    pidStart: row.pid_start as string,
-    task: row.task as string,
-    version: row.version as number,
-    state: row.state as WorkerRecord['state'],
-    leaseUntil: row.lease_until as number,
-    heartbeatAt: row.heartbeat_at as number,
-  };
-}
+export const leasedFromRow = (row: Row): LeasedNode => shared.leasedFromRow(row, COLUMNS);
+export const nodeFromRow = (row: Row): NodeRecord => shared.nodeFromRow(row, COLUMNS);
+export const runFromRow = (row: Row): RunRecord => shared.runFromRow(row, COLUMNS);
 
 /**
  * An error entry PostgreSQL can hold: JSONB refuses the NUL character, which a thrown message may contain.

@@ -10,6 +10,8 @@ import {
   StoreUnavailableError,
 } from '../../engine/errors.js';
 import { failpoints } from '../../failpoints.js';
+import * as shared from '../rows.js';
+import { type Columns, emptyCounts, LEASED_COLUMNS, type Row, workerFromRow } from '../rows.js';
 import type {
   ClaimFilter,
   CommitOp,
@@ -63,32 +65,6 @@ export interface SqliteStoreConfig {
   mustExist?: boolean;
 }
 
-type Row = Record<string, unknown>;
-
-const LEASED_COLUMNS =
-  'id, run_id, parent_id, key, depth, priority, version, input, context, phase, attempts, epoch, suspect, fanout_ok, spawned, traceparent';
-
-function leasedFromRow(row: Row): LeasedNode {
-  return {
-    id: row.id as number,
-    runId: row.run_id as string,
-    parentId: (row.parent_id as number | null) ?? null,
-    key: row.key as string,
-    depth: row.depth as number,
-    priority: row.priority as number,
-    version: row.version as number,
-    input: (row.input as Payload | null) ?? 'null',
-    context: (row.context as Payload | null) ?? null,
-    phase: row.phase as LeasedNode['phase'],
-    attempts: row.attempts as number,
-    epoch: row.epoch as number,
-    suspect: row.suspect === 1,
-    fanoutApproved: row.fanout_ok === 1,
-    spawned: row.spawned as number,
-    traceparent: (row.traceparent as string | null) ?? null,
-  };
-}
-
 function parseErrors(text: unknown): ErrorEntry[] {
   if (typeof text !== 'string' || text === '') return [];
   try {
@@ -99,64 +75,12 @@ function parseErrors(text: unknown): ErrorEntry[] {
   }
 }
 
-function nodeFromRow(row: Row): NodeRecord {
-  return {
-    id: row.id as number,
-    runId: row.run_id as string,
-    parentId: (row.parent_id as number | null) ?? null,
-    ord: row.ord as number,
-    key: row.key as string,
-    depth: row.depth as number,
-    priority: row.priority as number,
-    version: row.version as number,
-    state: row.state as NodeState,
-    phase: row.phase as NodeRecord['phase'],
-    input: (row.input as Payload | null) ?? null,
-    context: (row.context as Payload | null) ?? null,
-    result: (row.result as Payload | null) ?? null,
-    attempts: row.attempts as number,
-    epoch: row.epoch as number,
-    owner: (row.owner as string | null) ?? null,
-    pendingChildren: row.pending_children as number,
-    availableAt: row.available_at as number,
-    parkReason: (row.park_reason as string | null) ?? null,
-    errors: parseErrors(row.errors),
-    traceparent: (row.traceparent as string | null) ?? null,
-    createdAt: row.created_at as number,
-    updatedAt: row.updated_at as number,
-  };
-}
+/** Payloads are TEXT (JSON) or BLOB (bytes), read as they are; errors are JSON text. */
+const COLUMNS: Columns = { payload: (value) => (value as Payload | null) ?? null, errors: parseErrors };
 
-function emptyCounts(): StateCounts {
-  return { pending: 0, running: 0, waiting: 0, done: 0, dead: 0, parked: 0 };
-}
-
-function runFromRow(row: Row): RunRecord {
-  return {
-    id: row.id as string,
-    task: row.task as string,
-    taskVersion: row.task_version as number,
-    state: row.state as RunState,
-    input: row.input as Payload,
-    result: (row.result as Payload | null) ?? null,
-    order: row.frontier_order as RunRecord['order'],
-    nodeBudget: (row.node_budget as number | null) ?? null,
-    nodeCount: row.node_count as number,
-    pauseReason: (row.pause_reason as string | null) ?? null,
-    rootId: row.root_id as number,
-    counts: {
-      pending: row.n_pending as number,
-      running: row.n_running as number,
-      waiting: row.n_waiting as number,
-      done: row.n_done as number,
-      dead: row.n_dead as number,
-      parked: row.n_parked as number,
-    },
-    createdAt: row.created_at as number,
-    updatedAt: row.updated_at as number,
-    finishedAt: (row.finished_at as number | null) ?? null,
-  };
-}
+const leasedFromRow = (row: Row): LeasedNode => shared.leasedFromRow(row, COLUMNS);
+const nodeFromRow = (row: Row): NodeRecord => shared.nodeFromRow(row, COLUMNS);
+const runFromRow = (row: Row): RunRecord => shared.runFromRow(row, COLUMNS);
 
 /** Maps a driver error to the RlmError a caller can act on. Disk errors are fatal for the connection. */
 function classify(error: unknown, path: string): unknown {
@@ -586,17 +510,7 @@ export class SqliteStore implements Store {
 
   async listWorkers(): Promise<WorkerRecord[]> {
     return this.#read(() =>
-      (this.#stmt('SELECT * FROM rlm_workers ORDER BY started_at DESC').all() as Row[]).map((row) => ({
-        id: row.id as string,
-        host: row.host as string,
-        pid: row.pid as number,
-        pidStart: row.pid_start as string,
-        task: row.task as string,
-        version: row.version as number,
-        state: row.state as WorkerRecord['state'],
-        leaseUntil: row.lease_until as number,
-        heartbeatAt: row.heartbeat_at as number,
-      })),
+(this.#stmt('SELECT * FROM rlm_workers ORDER BY started_at DESC').all() as Row[]).map(workerFromRow),
     );
   }
 
