@@ -17,7 +17,7 @@
  */
 import { failpoints } from '../../failpoints.js';
 import type { CommitOp, CommitResult, ErrorEntry, LeasedNode, NewNode, NodeState, RunState, StateCounts } from '../store.js';
-import { countsFromRow, emptyCounts, payloadOf, settledState, storableError, textOf, textOfOptional } from './rows.js';
+import { countsFromRow, emptyCounts, leasedFromRow, payloadOf, settledState, storableError, textOf, textOfOptional } from './rows.js';
 import type { Tables } from './schema.js';
 import type { Row, Transaction } from './session.js';
 
@@ -799,24 +799,7 @@ export class PgCommit {
     }
     for (const row of rows) {
       if (row.ready !== true) continue;
-      readyExisting.set(row.id as number, {
-        id: row.id as number,
-        runId: row.run_id as string,
-        parentId: (row.parent_id as number | null) ?? null,
-        key: row.key as string,
-        depth: row.depth as number,
-        priority: row.priority as number,
-        version: row.version as number,
-        input: payloadOf(row.input) ?? 'null',
-        context: payloadOf(row.context),
-        phase: row.phase as LeasedNode['phase'],
-        attempts: row.attempts as number,
-        epoch: row.epoch as number,
-        suspect: row.suspect === true,
-        fanoutApproved: row.fanout_ok === true,
-        spawned: row.spawned as number,
-        traceparent: (row.traceparent as string | null) ?? null,
-      });
+      readyExisting.set(row.id as number, leasedFromRow(row));
     }
     return readyExisting;
   }
