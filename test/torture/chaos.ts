@@ -493,6 +493,7 @@ async function checkSnapshot(episode: Episode, file: string): Promise<string[]> 
   const problems: string[] = [];
   const wantCode = episode.expected.dead > 0 || episode.expected.runState !== 'completed' ? 3 : 0;
   const store = `sqlite:${file}`;
+  let redrives = 0;
   for (let attempt = 0; attempt < 20; attempt++) {
     const proc = episode.command(['run', episode.modulePath, '--run', episode.runId, ...episode.flags], { label: 'from-snapshot', store });
     await episode.settle([proc]);
@@ -500,6 +501,16 @@ async function checkSnapshot(episode: Episode, file: string): Promise<string[]> 
     if (proc.exit?.code === 4) {
       await episode.settle([episode.command(['approve', episode.runId, '--all'], { store })]);
       continue;
+    }
+    if (proc.exit?.code === 3 && wantCode === 0 && redrives < 3) {
+      // The snapshot may hold a node blamed for a crash the harness caused, which the main run redrove later
+      // (Episode.quiet): redrive it here too.
+      const blamed = check(auditSqlite(file, episode.runId), episode.expected, episode.checkOptions()).falseBlames;
+      if (blamed.length > 0) {
+        redrives++;
+        await episode.settle([episode.command(['dlq', 'retry', episode.runId, ...blamed.map(String)], { store })]);
+        continue;
+      }
     }
     if (proc.exit?.code !== wantCode) {
       problems.push(`resuming from snapshot ${file} exited ${proc.exit?.code}: ${tail(proc.exit?.stderr ?? '')}`);
