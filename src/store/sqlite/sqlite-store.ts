@@ -509,9 +509,7 @@ export class SqliteStore implements Store {
   }
 
   async listWorkers(): Promise<WorkerRecord[]> {
-    return this.#read(() =>
-(this.#stmt('SELECT * FROM rlm_workers ORDER BY started_at DESC').all() as Row[]).map(workerFromRow),
-    );
+    return this.#read(() => (this.#stmt('SELECT * FROM rlm_workers ORDER BY started_at DESC').all() as Row[]).map(workerFromRow));
   }
 
   async takeBack(options: { deadIds?: readonly string[]; expiredBefore?: number; blame?: readonly { id: number; epoch: number }[] }): Promise<number> {
@@ -628,16 +626,23 @@ export class SqliteStore implements Store {
   /** Multi-row INSERTs of nodes, prepared once per row count: every column, and the plain form (see PLAIN_ROW). */
   readonly #insertRows: { all: SqliteStatement[]; plain: SqliteStatement[] } = { all: [], plain: [] };
 
-  /** @internal A multi-row INSERT of `rows` nodes with every column, or with the plain form's columns. */
-  insertRows(rows: number, form: 'all' | 'plain' = 'all'): SqliteStatement {
+  /**
+   * @internal Writes nodes given as their column values one row after another (every column, or the plain
+   * form's), in multi-row INSERTs: they cost far less per row than one statement each.
+   */
+  insertNodes(values: readonly unknown[], form: 'all' | 'plain'): void {
+    const [head, row, width] = form === 'all' ? [INSERT_NODES, INSERT_ROW, INSERT_ROW_PARAMS] : [INSERT_PLAIN, PLAIN_ROW, PLAIN_ROW_PARAMS];
     const cache = this.#insertRows[form];
-    let stmt = cache[rows];
-    if (!stmt) {
-      const [head, row] = form === 'all' ? [INSERT_NODES, INSERT_ROW] : [INSERT_PLAIN, PLAIN_ROW];
-      stmt = this.db.prepare(`${head}${Array(rows).fill(row).join(', ')}`);
-      cache[rows] = stmt;
+    for (let at = 0; at < values.length; at += width * INSERT_BATCH) {
+      const chunk = values.slice(at, at + width * INSERT_BATCH);
+      const rows = chunk.length / width;
+      let stmt = cache[rows];
+      if (!stmt) {
+        stmt = this.db.prepare(`${head}${Array(rows).fill(row).join(', ')}`);
+        cache[rows] = stmt;
+      }
+      stmt.run(...chunk);
     }
-    return stmt;
   }
 
   /** @internal Frontier order of a run, cached: it never changes. */
@@ -1087,7 +1092,6 @@ class CommitState {
     let unfinished = 0;
     let cycle: string | null = null;
     const insertKeyed = s.stmt(`${INSERT_NODES}${INSERT_ROW} ON CONFLICT (run_id, key) WHERE keyed = 1 DO NOTHING`);
-    // Unkeyed children cannot conflict: they are written with multi-row INSERTs, which cost far less per row.
     const batch: unknown[] = [];
     const plain: unknown[] = [];
     for (const child of children) {
@@ -1101,57 +1105,43 @@ class CommitState {
         parkReason = child.error?.message ?? 'parked';
       }
       const owner = state === 'running' ? this.#workerId : null;
+      const orderKey = order === 'dfs' ? -child.id : child.id;
+      const epoch = state === 'running' || state === 'done' || state === 'waiting' ? 1 : 0;
+      const result = state === 'done' || state === 'waiting' ? (child.result ?? null) : null;
+      const attempts = child.attempts ?? 0;
+      let created = true;
       if (!child.keyed && child.priority === 0 && child.context === null && child.traceparent === null && parkReason === null && !child.error) {
-        plain.push(
+        // The common child, with fewer values to bind (see PLAIN_ROW).
+        plain.push(child.id, runId, parentId, child.ord, child.key, child.depth, orderKey, child.version, state, child.input, owner, epoch, result, attempts, now, now);
+      } else {
+        const params = [
           child.id,
           runId,
           parentId,
           child.ord,
           child.key,
+          child.keyed ? 1 : 0,
           child.depth,
-          order === 'dfs' ? -child.id : child.id,
+          child.priority,
+          orderKey,
           child.version,
           state,
           child.input,
+          child.context,
           owner,
-          state === 'running' || state === 'done' || state === 'waiting' ? 1 : 0,
-          state === 'done' || state === 'waiting' ? (child.result ?? null) : null,
-          child.attempts ?? 0,
+          epoch,
+          parkReason,
+          child.error ? JSON.stringify([child.error]) : null,
+          child.traceparent,
+          result,
+          attempts,
           now,
           now,
-        );
-        budget.count++;
-        this.#inserted.add(child.id);
-        this.#delta(runId, state, 1);
-        if (state !== 'done') unfinished++;
-        continue;
+        ];
+        // Unkeyed children cannot conflict: they wait for the multi-row INSERTs below.
+        if (!child.keyed) batch.push(...params);
+        else created = insertKeyed.run(...params).changes === 1;
       }
-      const params = [
-        child.id,
-        runId,
-        parentId,
-        child.ord,
-        child.key,
-        child.keyed ? 1 : 0,
-        child.depth,
-        child.priority,
-        order === 'dfs' ? -child.id : child.id,
-        child.version,
-        state,
-        child.input,
-        child.context,
-        owner,
-        state === 'running' || state === 'done' || state === 'waiting' ? 1 : 0,
-        parkReason,
-        child.error ? JSON.stringify([child.error]) : null,
-        child.traceparent,
-        state === 'done' || state === 'waiting' ? (child.result ?? null) : null,
-        child.attempts ?? 0,
-        now,
-        now,
-      ];
-      if (!child.keyed) batch.push(...params);
-      const created = !child.keyed || insertKeyed.run(...params).changes === 1;
       if (created) {
         budget.count++;
         this.#inserted.add(child.id);
@@ -1177,14 +1167,8 @@ class CommitState {
       s.stmt('UPDATE rlm_nodes SET shared = 1 WHERE id = ? AND shared = 0').run(existing.id);
       if (waits && existing.state !== 'done' && !(existing.state === 'dead' && passDead)) unfinished++;
     }
-    for (let at = 0; at < plain.length; at += PLAIN_ROW_PARAMS * INSERT_BATCH) {
-      const params = plain.slice(at, at + PLAIN_ROW_PARAMS * INSERT_BATCH);
-      s.insertRows(params.length / PLAIN_ROW_PARAMS, 'plain').run(...params);
-    }
-    for (let at = 0; at < batch.length; at += INSERT_ROW_PARAMS * INSERT_BATCH) {
-      const params = batch.slice(at, at + INSERT_ROW_PARAMS * INSERT_BATCH);
-      s.insertRows(params.length / INSERT_ROW_PARAMS).run(...params);
-    }
+    s.insertNodes(plain, 'plain');
+    s.insertNodes(batch, 'all');
     if (waits && unfinished > 0) {
       s.stmt('UPDATE rlm_nodes SET pending_children = pending_children + ? WHERE id = ?').run(unfinished, parentId);
     } else if (waits) {
