@@ -1,6 +1,7 @@
 import type { Payload } from '../store/store.js';
 import { NotSerializableError } from './errors.js';
 import { decodeBinary, encodeMsgpack } from './msgpack.js';
+import { ancestors, at, firstProblem, type Problem, problem } from './value-check.js';
 
 /*
  * Codecs: how a task's values (inputs, contexts, results, emitted records, effect values) become payloads.
@@ -33,8 +34,8 @@ export function codecNamed(name: CodecName): Codec {
 /** The JSON codec's encoder. */
 export function encode(value: unknown, what: string): string {
   try {
-    const problem = findUnserializable(value);
-    if (problem) throw new NotSerializableError(`${what} cannot be stored as JSON: ${problem.reason} at ${problem.path}.`, problem.path);
+    const found = firstProblem(value, check);
+    if (found) throw new NotSerializableError(`${what} cannot be stored as JSON: ${found.reason} at ${found.path}.`, found.path);
     return JSON.stringify(value) ?? 'null';
   } catch (error) {
     // Nesting deep enough to exhaust the stack is refused like any value JSON cannot hold, not left to crash.
@@ -60,35 +61,6 @@ export function samePayload(a: Payload | null, b: Payload | null): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
 }
 
-/** Objects on the path from the value being checked down to the current one: a repeat is a cycle. */
-const ancestors: object[] = [];
-
-/** What is wrong and where: `path` holds the keys from the top down (`$` and the dots are added at the end). */
-interface Problem {
-  reason: string;
-  path: (string | number)[];
-}
-
-/**
- * The first value under `value` that JSON would not give back as it is. The happy path allocates nothing: a
- * problem's path is collected only on the way back up from it.
- */
-function findUnserializable(value: unknown): { path: string; reason: string } | null {
-  const depth = ancestors.length;
-  try {
-    const problem = check(value);
-    if (!problem) return null;
-    let path = '$';
-    for (let i = problem.path.length - 1; i >= 0; i--) {
-      const key = problem.path[i];
-      path += typeof key === 'number' ? `[${key}]` : `.${key}`;
-    }
-    return { path, reason: problem.reason };
-  } finally {
-    ancestors.length = depth;
-  }
-}
-
 function check(value: unknown): Problem | null {
   switch (typeof value) {
     case 'string':
@@ -96,26 +68,23 @@ function check(value: unknown): Problem | null {
     case 'undefined':
       return null;
     case 'number':
-      return Number.isFinite(value) ? null : { path: [], reason: `the number ${value} has no JSON form` };
+      return Number.isFinite(value) ? null : problem(`the number ${value} has no JSON form`);
     case 'bigint':
-      return { path: [], reason: "a BigInt has no JSON form (store it as a string, or use codec: 'msgpack')" };
+      return problem("a BigInt has no JSON form (store it as a string, or use codec: 'msgpack')");
     case 'function':
-      return { path: [], reason: 'a function cannot be stored' };
+      return problem('a function cannot be stored');
     case 'symbol':
-      return { path: [], reason: 'a symbol cannot be stored' };
+      return problem('a symbol cannot be stored');
   }
   if (value === null) return null;
   const object = value as object;
-  if (ancestors.includes(object)) return { path: [], reason: 'the value contains a cycle' };
+  if (ancestors.includes(object)) return problem('the value contains a cycle');
   if (Array.isArray(object)) {
     ancestors.push(object);
     for (let i = 0; i < object.length; i++) {
       const item: unknown = object[i];
-      const problem = item === undefined ? { path: [], reason: 'undefined in an array becomes null' } : check(item);
-      if (problem) {
-        problem.path.push(i);
-        return problem;
-      }
+      const found = item === undefined ? problem('undefined in an array becomes null') : check(item);
+      if (found) return at(found, `[${i}]`);
     }
     ancestors.pop();
     return null;
@@ -123,15 +92,12 @@ function check(value: unknown): Problem | null {
   const proto = Object.getPrototypeOf(object);
   if (proto !== Object.prototype && proto !== null) {
     const name = (object as { constructor?: { name?: string } }).constructor?.name ?? 'object';
-    return { path: [], reason: `a ${name} is not plain JSON (convert it, e.g. a Date with toISOString(), or use codec: 'msgpack')` };
+    return problem(`a ${name} is not plain JSON (convert it, e.g. a Date with toISOString(), or use codec: 'msgpack')`);
   }
   ancestors.push(object);
   for (const key in object) {
-    const problem = check((object as Record<string, unknown>)[key]);
-    if (problem) {
-      problem.path.push(key);
-      return problem;
-    }
+    const found = check((object as Record<string, unknown>)[key]);
+    if (found) return at(found, `.${key}`);
   }
   ancestors.pop();
   return null;

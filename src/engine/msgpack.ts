@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import { NotSerializableError } from './errors.js';
+import { ancestors, at, firstProblem, type Problem, problem } from './value-check.js';
 
 /*
  * The msgpack codec. A payload is two bytes of header and a msgpack body as msgpackr writes it:
@@ -11,7 +12,7 @@ import { NotSerializableError } from './errors.js';
  * What the body keeps: plain objects (as msgpackr records, so they stay objects while Maps stay Maps), arrays,
  * strings, numbers (NaN and ±Infinity too; -0 becomes 0, as in JSON), booleans, null, undefined, BigInt of any
  * size, Date, Map (any keys), Set, RegExp, ArrayBuffer, DataView, Buffer and the typed arrays. Anything else
- * would be flattened or dropped silently, so it is refused before it is written (see findUnstorable).
+ * would be flattened or dropped silently, so it is refused before it is written (see `check` below).
  */
 
 /** The first byte of every binary payload rlm writes. */
@@ -49,8 +50,8 @@ function msgpackr(): Packr {
 export function encodeMsgpack(value: unknown, what: string): Uint8Array {
   let body: Uint8Array;
   try {
-    const problem = findUnstorable(value);
-    if (problem) throw new NotSerializableError(`${what} cannot be stored as msgpack: ${problem.reason} at ${problem.path}.`, problem.path);
+    const found = firstProblem(value, check);
+    if (found) throw new NotSerializableError(`${what} cannot be stored as msgpack: ${found.reason} at ${found.path}.`, found.path);
     body = msgpackr().pack(value);
   } catch (error) {
     if (error instanceof RangeError) throw new NotSerializableError(`${what} cannot be stored as msgpack: it is nested too deeply.`, '$');
@@ -89,61 +90,32 @@ const TYPED_ARRAYS = new Set<object>(
   ].map((type) => type.prototype),
 );
 
-/** Objects on the path from the value being checked down to the current one: a repeat is a cycle. */
-const ancestors: object[] = [];
-
-/** What is wrong and where: `path` holds the path's segments from the bottom up, collected on the way back. */
-interface Problem {
-  reason: string;
-  path: string[];
-}
-
-/**
- * The first value under `value` that msgpack would not give back as it is, with its path and why. The happy
- * path allocates nothing: a problem's path is collected only on the way back up from it.
- */
-function findUnstorable(value: unknown): { path: string; reason: string } | null {
-  const depth = ancestors.length;
-  try {
-    const problem = check(value);
-    return problem ? { path: `$${problem.path.reverse().join('')}`, reason: problem.reason } : null;
-  } finally {
-    ancestors.length = depth;
-  }
-}
-
-/** Adds the segment that led to `problem` (on the way back up) and passes it on. */
-function at(problem: Problem, segment: string): Problem {
-  problem.path.push(segment);
-  return problem;
-}
-
 function check(value: unknown): Problem | null {
   switch (typeof value) {
     case 'string':
       // Node 20 has String.prototype.isWellFormed; TypeScript's ES2023 library does not declare it.
-      return (value as unknown as { isWellFormed(): boolean }).isWellFormed() ? null : { path: [], reason: 'a string with an unpaired UTF-16 surrogate has no UTF-8 form' };
+      return (value as unknown as { isWellFormed(): boolean }).isWellFormed() ? null : problem('a string with an unpaired UTF-16 surrogate has no UTF-8 form');
     case 'number':
     case 'boolean':
     case 'bigint':
     case 'undefined':
       return null;
     case 'function':
-      return { path: [], reason: 'a function cannot be stored' };
+      return problem('a function cannot be stored');
     case 'symbol':
-      return { path: [], reason: 'a symbol cannot be stored' };
+      return problem('a symbol cannot be stored');
   }
   if (value === null) return null;
   const object = value as object;
-  if (ancestors.includes(object)) return { path: [], reason: 'the value contains a cycle' };
+  if (ancestors.includes(object)) return problem('the value contains a cycle');
   const proto: unknown = Object.getPrototypeOf(object);
   if (proto === Object.prototype || proto === null) {
     // msgpackr renames a `__proto__` key (a guard against prototype pollution) rather than keep it.
-    if (Object.hasOwn(object, '__proto__')) return { path: [], reason: 'an own `__proto__` key is renamed by msgpack' };
+    if (Object.hasOwn(object, '__proto__')) return problem('an own `__proto__` key is renamed by msgpack');
     ancestors.push(object);
     for (const key in object) {
-      const problem = check((object as Record<string, unknown>)[key]);
-      if (problem) return at(problem, `.${key}`);
+      const found = check((object as Record<string, unknown>)[key]);
+      if (found) return at(found, `.${key}`);
     }
     ancestors.pop();
     return null;
@@ -152,8 +124,8 @@ function check(value: unknown): Problem | null {
     const array = object as unknown[];
     ancestors.push(object);
     for (let i = 0; i < array.length; i++) {
-      const problem = check(array[i]);
-      if (problem) return at(problem, `[${i}]`);
+      const found = check(array[i]);
+      if (found) return at(found, `[${i}]`);
     }
     ancestors.pop();
     return null;
@@ -179,8 +151,8 @@ function check(value: unknown): Problem | null {
     let i = 0;
     for (const item of object as Set<unknown>) {
       const n = i++;
-      const problem = check(item);
-      if (problem) return at(problem, `.values()[${n}]`);
+      const found = check(item);
+      if (found) return at(found, `.values()[${n}]`);
     }
     ancestors.pop();
     return null;
@@ -191,5 +163,5 @@ function check(value: unknown): Problem | null {
     object instanceof Error
       ? `an error (${name}) would lose its class and fields (store its message)`
       : `a ${name} would be stored as a plain object, losing its class (convert it to plain data)`;
-  return { path: [], reason };
+  return problem(reason);
 }
