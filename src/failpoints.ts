@@ -43,24 +43,41 @@ export function configureFailpoints(spec: string | undefined): void {
   failpoints.active = rules.size > 0;
 }
 
+/**
+ * @internal Sends a hit to the parent process over IPC, when there is one; `then` runs once it is on its way.
+ * The parent is told before the action, so a kill at a failpoint is still counted.
+ */
+export function reportBeacon(beacon: { fp: string; n: number }, then?: () => void): void {
+  if (process.send && process.connected) {
+    try {
+      process.send(beacon, undefined, {}, () => then?.());
+      return;
+    } catch {
+      // The parent is gone; the failpoint still fires.
+    }
+  }
+  then?.();
+}
+
 /** @internal */
 export const failpoints = {
   /** False unless RLM_FAILPOINTS names at least one failpoint: callers test it before calling `hit`. */
   active: false,
+  /**
+   * Set on a thread that has no IPC channel of its own (the SQLite store thread): hands each hit to the main
+   * thread, which reports it. `wait` when a kill or a stop follows: the relay returns once the beacon is sent.
+   */
+  relay: undefined as ((beacon: { fp: string; n: number }, wait: boolean) => void) | undefined,
   hit(name: string): void {
     const rule = rules.get(name);
     if (!rule) return;
     const n = (hits.get(name) ?? 0) + 1;
     hits.set(name, n);
-    if (process.send && process.connected) {
-      try {
-        process.send({ fp: name, n });
-      } catch {
-        // The parent is gone; the failpoint still fires.
-      }
-    }
-    if (rule.at !== null && (rule.onward ? n < rule.at : n !== rule.at)) return;
+    const fires = rule.at === null || (rule.onward ? n >= rule.at : n === rule.at);
     const action = rule.action;
+    if (failpoints.relay) failpoints.relay({ fp: name, n }, fires && (action.kind === 'kill' || action.kind === 'stop'));
+    else reportBeacon({ fp: name, n });
+    if (!fires) return;
     switch (action.kind) {
       case 'kill':
         process.kill(process.pid, 'SIGKILL');
@@ -69,6 +86,9 @@ export const failpoints = {
         return;
       case 'stop':
         process.kill(process.pid, 'SIGSTOP');
+        // The stop reaches every thread of the process a moment later: a thread that sent it could otherwise go
+        // on past this line (into a write transaction, say) before it lands. The wait's clock runs while stopped.
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
         return;
       case 'throw': {
         const error = new Error(`Injected failure at failpoint ${name}: ${action.code}`) as Error & { code: string };

@@ -14,6 +14,14 @@ export function storeUrl(flags: GlobalFlags): string {
   return flags.store ?? process.env.RLM_STORE ?? 'sqlite:.rlm/rlm.db';
 }
 
+/**
+ * Opens the store a worker process works on: SQLite on a thread of its own (see SqliteThreadStore), unless
+ * RLM_SQLITE_THREAD=0 keeps it on the main thread.
+ */
+export function openWorkStore(flags: GlobalFlags): Promise<Store> {
+  return openStore(storeUrl(flags), { thread: process.env.RLM_SQLITE_THREAD !== '0' });
+}
+
 /** Opens the store of an existing deployment: a missing SQLite file is an error, not a new store. */
 export async function openExisting(flags: GlobalFlags): Promise<Store> {
   const store = await openStore(storeUrl(flags), { mustExist: true });

@@ -7,10 +7,9 @@ import type { EngineOptions } from '../engine/options.js';
 import { createLogger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 import { failpoints } from '../failpoints.js';
-import { openStore } from '../store/open.js';
 import type { RunRecord, Store } from '../store/store.js';
 import { payloadView } from '../engine/json-view.js';
-import { EXIT, type ExitCode, type GlobalFlags, parseJson, print, storeUrl } from './common.js';
+import { EXIT, type ExitCode, type GlobalFlags, openWorkStore, parseJson, print, storeUrl } from './common.js';
 import { loadTask } from './load-task.js';
 import { ProgressBar } from './progress.js';
 
@@ -77,7 +76,11 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<E
   const supervised = process.env.RLM_SUPERVISED === '1';
   const logger = createLogger();
   const { metrics, server } = await serveMetrics(flags.metricsPort);
-  const engine = await openEngine({ store: storeUrl(flags), ...engineOptions(flags), logger, metrics });
+  const store = await openWorkStore(flags);
+  const engine = await openEngine({ store, ...engineOptions(flags), logger, metrics }).catch(async (error: unknown) => {
+    await store.close().catch(() => undefined);
+    throw error;
+  });
   let handle: RunHandle | undefined;
   let signal: NodeJS.Signals | null = null;
   const onSignal = (received: NodeJS.Signals) => {
@@ -144,6 +147,7 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<E
     process.off('exit', onExit);
     // A second signal during the close must find the handler, or it would kill the process with no exit code.
     await engine.close();
+    await store.close();
     server?.close();
     endSignalHandling(onSignal);
   }
@@ -223,8 +227,11 @@ export async function workerCommand(modulePath: string, flags: RunFlags): Promis
   const task = await loadTask(modulePath);
   const logger = createLogger();
   const { metrics, server } = await serveMetrics(flags.metricsPort);
-  const store = await openStore(storeUrl(flags));
-  const engine = await openEngine({ store, ...engineOptions(flags), logger, metrics });
+  const store = await openWorkStore(flags);
+  const engine = await openEngine({ store, ...engineOptions(flags), logger, metrics }).catch(async (error: unknown) => {
+    await store.close().catch(() => undefined);
+    throw error;
+  });
   const worker = engine.work(task);
   let signal: NodeJS.Signals | null = null;
   const onSignal = (received: NodeJS.Signals) => {

@@ -139,7 +139,11 @@ export class Worker {
   /** Child rows created by the buffered group, by id: a child that finishes before the group commits is merged into its row. */
   #buffered = new Map<number, NewNode>();
   #nextCommit = new Deferred<CommitResult>();
+  /** The latest commit in flight; it settles after every commit before it. */
   #committing: Promise<void> | null = null;
+  #commitsInFlight = 0;
+  /** Groups sent before the one ahead is acknowledged: 2 on a store that applies commits in call order. */
+  readonly #maxInFlight: number;
   #commitTimer: NodeJS.Timeout | null = null;
   #commitSoon: Promise<void> | null = null;
   #inflight = 0;
@@ -170,6 +174,7 @@ export class Worker {
 
   constructor(config: WorkerConfig) {
     this.#store = config.store;
+    this.#maxInFlight = config.store.capabilities.orderedCommits ? 2 : 1;
     this.#task = config.task;
     this.#o = config.options;
     this.#runIds = config.runIds;
@@ -453,7 +458,7 @@ export class Worker {
   #fill(): void {
     if (this.#stopping || this.#isolating) return;
     // Backpressure: a full group waits for the commit in progress, so memory stays bounded by one group.
-    if (this.#committing && this.#opSteps >= this.#o.commitEverySteps) return;
+    if (this.#committing && this.#commitsInFlight >= this.#maxInFlight && this.#opSteps >= this.#o.commitEverySteps) return;
     // Keyed children wait for a commit before they run (see #limboFull): past a point, so do new steps.
     if (this.#limboFull()) return;
     if (this.#suspects.length > 0) {
@@ -550,15 +555,15 @@ export class Worker {
 
   /** Commits the buffered group; resolves when it (and any commit before it) is durable. */
   #commit(): Promise<void> {
-    if (this.#committing) {
-      // One commit at a time: the next starts when this one ends and finds the buffer non-empty.
+    if (this.#committing && this.#commitsInFlight >= this.#maxInFlight) {
+      // The next group is sent when a commit ends and finds the buffer non-empty.
       return this.#committing;
     }
     if (this.#commitTimer) {
       clearTimeout(this.#commitTimer);
       this.#commitTimer = null;
     }
-    if (this.#ops.length === 0) return Promise.resolve();
+    if (this.#ops.length === 0) return this.#committing ?? Promise.resolve();
     const ops = this.#ops;
     const deferred = this.#nextCommit;
     this.#ops = [];
@@ -566,9 +571,16 @@ export class Worker {
     this.#buffered = new Map();
     this.#nextCommit = new Deferred<CommitResult>();
     const started = performance.now();
-    this.#committing = (async () => {
+    // Sent now, so groups reach the store in the order they were cut; their results are taken in that order too.
+    const sent = this.#store.commit(this.#id, ops);
+    const previous = this.#committing;
+    this.#commitsInFlight++;
+    let committing: Promise<void> | null = null;
+    committing = (async () => {
       try {
-        const result = await this.#store.commit(this.#id, ops);
+        const result = await sent;
+        if (previous) await previous;
+        if (this.#fatal) throw this.#fatal;
         this.stats.commits++;
         this.#o.metrics?.commitDuration.observe((performance.now() - started) / 1000);
         this.#o.metrics?.commitBatch.observe(ops.length);
@@ -582,11 +594,13 @@ export class Worker {
         // Steps and commits can run on promise callbacks alone, which never let timers fire: give the event
         // loop one full turn per group so heartbeats, the memory check and progress output keep their pace.
         await new Promise<void>((resolve) => setImmediate(resolve));
-        this.#committing = null;
+        this.#commitsInFlight--;
+        if (this.#committing === committing) this.#committing = null;
         this.#signal();
       }
     })();
-    return this.#committing;
+    this.#committing = committing;
+    return committing;
   }
 
   #afterCommit(ops: readonly CommitOp[], result: CommitResult): void {

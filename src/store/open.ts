@@ -7,11 +7,21 @@ export function redactUrl(text: string): string {
   return text.replace(/(\b[a-z][\w+.-]*:\/\/[^:/@\s]*:)[^@\s]*@/gi, '$1***@').replace(/([?&]password=)[^&\s]*/gi, '$1***');
 }
 
+export interface OpenStoreOptions {
+  /** Refuse to create a SQLite file: a missing store is an error, not a new one (status, results, inspect). */
+  mustExist?: boolean;
+  /**
+   * SQLite only: run the store on a worker thread of its own (SqliteThreadStore), so its writes and fsyncs
+   * overlap the steps. `rlm run` and `rlm worker` do. Ignored for PostgreSQL, whose driver never blocks.
+   */
+  thread?: boolean;
+}
+
 /**
  * Opens the store a URL names: `sqlite:<path>` (or a bare path ending in .db) or `postgres://…[?schema=NAME]`.
  * Drivers load on demand, so a SQLite user never loads `pg` and the other way round.
  */
-export async function openStore(url: string, options: { mustExist?: boolean } = {}): Promise<Store> {
+export async function openStore(url: string, options: OpenStoreOptions = {}): Promise<Store> {
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
     // `?schema=NAME` picks the schema of rlm's tables (one database can hold several deployments).
     let connectionString = url;
@@ -30,8 +40,13 @@ export async function openStore(url: string, options: { mustExist?: boolean } = 
   if (url.startsWith('sqlite:') || url.endsWith('.db') || url.endsWith('.sqlite')) {
     const path = url.startsWith('sqlite://') ? url.slice('sqlite://'.length) : url.startsWith('sqlite:') ? url.slice('sqlite:'.length) : url;
     if (path === '') throw new ConfigError('The store URL `sqlite:` names no file; use sqlite:<path>, e.g. sqlite:.rlm/rlm.db.');
+    const config = { path, mustExist: options.mustExist, synchronous: process.env.RLM_SQLITE_SYNCHRONOUS === 'NORMAL' ? ('NORMAL' as const) : ('FULL' as const) };
+    if (options.thread) {
+      const { SqliteThreadStore } = await import('./sqlite/thread.js');
+      return new SqliteThreadStore(config);
+    }
     const { SqliteStore } = await import('./sqlite/sqlite-store.js');
-    return new SqliteStore({ path, mustExist: options.mustExist, synchronous: process.env.RLM_SQLITE_SYNCHRONOUS === 'NORMAL' ? 'NORMAL' : 'FULL' });
+    return new SqliteStore(config);
   }
   throw new ConfigError(`Unknown store URL \`${redactUrl(url)}\`: use sqlite:<path> or postgres://user@host/db.`);
 }

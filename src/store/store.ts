@@ -301,6 +301,11 @@ export interface StoreCapabilities {
   readonly concurrentWriters: boolean;
   /** New work wakes idle workers without polling (LISTEN/NOTIFY). */
   readonly notifications: boolean;
+  /**
+   * Commits are applied one after another in the order they were called, whatever their timing (the SQLite
+   * store thread): a worker sends its next group before the previous one is acknowledged.
+   */
+  readonly orderedCommits?: boolean;
 }
 
 /** The one persistence boundary. Every implementation passes test/store/conformance.ts. */

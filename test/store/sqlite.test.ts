@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MIGRATIONS } from '../../src/store/sqlite/schema.js';
 import { SqliteStore } from '../../src/store/sqlite/index.js';
+import { SqliteThreadStore } from '../../src/store/sqlite/thread.js';
 import { storeConformance } from './conformance.js';
 
 // A fresh store file per test, in one folder removed (db, -wal and -shm together) when the file is done.
@@ -13,6 +14,8 @@ let n = 0;
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 storeConformance('sqlite', async () => new SqliteStore({ path: join(dir, `store-${++n}.db`) }));
+// The same store on its own thread, as `rlm run` uses it: every call crosses to the thread and back.
+storeConformance('sqlite thread', async () => new SqliteThreadStore({ path: join(dir, `store-${++n}.db`) }));
 
 describe('sqlite: schema upgrades', () => {
   it('upgrades a store written by schema version 1 in place, keeping its runs', async () => {

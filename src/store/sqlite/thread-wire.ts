@@ -1,0 +1,221 @@
+/** What a SqliteThreadStore and its store thread say to each other. */
+import {
+  ConfigError,
+  NotFoundError,
+  RlmError,
+  type RlmErrorCode,
+  StoreCorruptError,
+  StoreIoError,
+  StoreTooNewError,
+  StoreUnavailableError,
+} from '../../engine/errors.js';
+import type { CommitOp, NewNode, Payload, Store, StepOutcome } from '../store.js';
+
+/** The Store methods the thread answers; each is one call, in order. */
+export const STORE_METHODS = [
+  'migrate',
+  'close',
+  'allocateIds',
+  'createRun',
+  'getRun',
+  'listRuns',
+  'setRunState',
+  'settleRun',
+  'recordRunCode',
+  'registerWorker',
+  'heartbeat',
+  'listWorkers',
+  'takeBack',
+  'releaseWorker',
+  'claimNodes',
+  'commit',
+  'getEffect',
+  'childResults',
+  'getNode',
+  'listChildren',
+  'listNodes',
+  'listEffects',
+  'readEmits',
+  'subtreeCounts',
+  'depthHistogram',
+  'compact',
+  'cancelSubtree',
+  'redrive',
+  'dropDead',
+  'decideParked',
+  'recount',
+] as const satisfies readonly (keyof Store | 'recount')[];
+
+export type StoreMethod = (typeof STORE_METHODS)[number];
+
+export interface Call {
+  id: number;
+  method: StoreMethod;
+  args: unknown[];
+}
+
+/** An answer to a call, or a failpoint's beacon (with a flag to raise once it is passed on). */
+export type Reply = { id: number; value: unknown } | { id: number; error: WireError } | { beacon: { fp: string; n: number }; flag?: Int32Array };
+
+export interface WireError {
+  name: string;
+  message: string;
+  code: unknown;
+  stack: string | undefined;
+}
+
+export function errorToWire(error: unknown): WireError {
+  const e = error instanceof Error ? error : new Error(String(error));
+  return { name: e.name, message: e.message, code: (e as { code?: unknown }).code, stack: e.stack };
+}
+
+const CLASSES: Record<string, new (message: string) => RlmError> = {
+  ConfigError,
+  NotFoundError,
+  StoreCorruptError,
+  StoreIoError,
+  StoreTooNewError,
+  StoreUnavailableError,
+};
+
+/** The error the thread threw, as the same class on this side. */
+export function errorFromWire(wire: WireError): Error {
+  const Class = CLASSES[wire.name];
+  let error: Error;
+  if (Class) error = new Class(wire.message);
+  else if (wire.name === 'RlmError' && typeof wire.code === 'string') error = new RlmError(wire.message, wire.code as RlmErrorCode);
+  else {
+    error = new Error(wire.message);
+    error.name = wire.name;
+    if (wire.code !== undefined) (error as Error & { code: unknown }).code = wire.code;
+  }
+  error.stack = wire.stack;
+  return error;
+}
+
+/** Child states in the compact form (see encodeOps). */
+const STATES = ['running', 'pending', 'done', 'waiting'] as const;
+
+/**
+ * A commit's ops as one flat array of values. Structured cloning thousands of small objects costs the main
+ * thread more than the SQLite work it hands off, so ops travel as numbers and strings, and the common child
+ * (unkeyed, priority 0, no context, error or trace, keyed `<parent key>/<ord>`) as 4 to 6 values: id, ord,
+ * input, state, and for a child born finished its result and attempts. Any other child travels as itself.
+ */
+export function encodeOps(ops: readonly CommitOp[]): unknown[] {
+  const out: unknown[] = [];
+  for (const op of ops) {
+    if (op.kind === 'effect') {
+      out.push(0, op.runId, op.nodeId, op.nodeKey, op.epoch, op.name, op.value);
+      continue;
+    }
+    if (op.kind === 'spawn') out.push(1, op.runId, op.nodeId, op.epoch, op.spawned, op.waits, op.passDead);
+    else {
+      const o = op.outcome;
+      out.push(2, op.runId, op.nodeId, op.epoch, op.attempts, op.waits, op.passDead, op.merged === true);
+      if (o.type === 'done' || o.type === 'wait') out.push(o.type, o.result);
+      else out.push(o);
+      out.push(op.emits.length, ...op.emits);
+    }
+    const children = op.children;
+    out.push(children.length);
+    if (children.length === 0) continue;
+    // What the common children share: the parent's key, their depth and their task version.
+    const first = children[0] as NewNode;
+    const parentKey = first.key.slice(0, first.key.length - String(first.ord).length - 1);
+    out.push(parentKey, first.depth, first.version);
+    for (const c of children) {
+      const state = STATES.indexOf(c.state as (typeof STATES)[number]);
+      if (
+        state < 0 ||
+        c.keyed ||
+        c.parentId !== op.nodeId ||
+        c.priority !== 0 ||
+        c.context !== null ||
+        c.error !== null ||
+        c.traceparent !== null ||
+        c.depth !== first.depth ||
+        c.version !== first.version ||
+        c.key !== `${parentKey}/${c.ord}`
+      ) {
+        out.push(c);
+        continue;
+      }
+      if (state >= 2) out.push(c.id, c.ord, c.input, state, c.result ?? null, c.attempts ?? 0);
+      else out.push(c.id, c.ord, c.input, state);
+    }
+  }
+  return out;
+}
+
+export function decodeOps(flat: readonly unknown[]): CommitOp[] {
+  const ops: CommitOp[] = [];
+  let i = 0;
+  const next = <T>(): T => flat[i++] as T;
+  while (i < flat.length) {
+    const kind = next<number>();
+    if (kind === 0) {
+      ops.push({ kind: 'effect', runId: next(), nodeId: next(), nodeKey: next(), epoch: next(), name: next(), value: next() });
+      continue;
+    }
+    let op: CommitOp;
+    if (kind === 1) {
+      op = { kind: 'spawn', runId: next(), nodeId: next(), epoch: next(), spawned: next(), waits: next(), passDead: next(), children: [] };
+    } else {
+      const head = {
+        runId: next<string>(),
+        nodeId: next<number>(),
+        epoch: next<number>(),
+        attempts: next<number>(),
+        waits: next<boolean>(),
+        passDead: next<boolean>(),
+        merged: next<boolean>(),
+      };
+      const type = next<StepOutcome | 'done' | 'wait'>();
+      const outcome: StepOutcome = typeof type === 'string' ? { type, result: next() } : type;
+      const count = next<number>();
+      const emits = flat.slice(i, i + count) as Payload[];
+      i += count;
+      op = { kind: 'step', ...head, outcome, emits, children: [] };
+    }
+    const n = next<number>();
+    if (n > 0) {
+      const parentKey = next<string>();
+      const depth = next<number>();
+      const version = next<number>();
+      const children: NewNode[] = op.children;
+      for (let k = 0; k < n; k++) {
+        const head = next<number | NewNode>();
+        if (typeof head === 'object') {
+          children.push(head);
+          continue;
+        }
+        const ord = next<number>();
+        const input = next<Payload>();
+        const state = STATES[next<number>()] as NewNode['state'];
+        const child: NewNode = {
+          id: head,
+          parentId: op.nodeId,
+          ord,
+          key: `${parentKey}/${ord}`,
+          keyed: false,
+          depth,
+          priority: 0,
+          version,
+          input,
+          context: null,
+          state,
+          error: null,
+          traceparent: null,
+        };
+        if (state === 'done' || state === 'waiting') {
+          child.result = next();
+          child.attempts = next();
+        }
+        children.push(child);
+      }
+    }
+    ops.push(op);
+  }
+  return ops;
+}

@@ -1,0 +1,128 @@
+import { createRequire } from 'node:module';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { StoreUnavailableError } from '../../engine/errors.js';
+import { reportBeacon } from '../../failpoints.js';
+import type { StateCounts, Store, StoreCapabilities } from '../store.js';
+import type { SqliteStoreConfig } from './sqlite-store.js';
+import { type Call, encodeOps, errorFromWire, type Reply, type StoreMethod } from './thread-wire.js';
+
+interface Pending {
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * The SQLite store on a thread of its own. Every call goes, in order, to one SqliteStore on a worker thread
+ * (thread-entry.ts), so SQLite's work overlaps the steps the engine runs meanwhile: the same file, the same
+ * transactions, the same guarantees, on both cores. The thread holds the process open only while a call is
+ * pending; `close()` ends it.
+ */
+export class SqliteThreadStore implements Store {
+  readonly capabilities: StoreCapabilities = { concurrentWriters: false, notifications: false, orderedCommits: true };
+  readonly description: string;
+  readonly path: string;
+  readonly #worker: Worker;
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 0;
+  /** Why the thread is gone, once it is: every later call fails with it. */
+  #gone: Error | undefined;
+
+  constructor(config: SqliteStoreConfig) {
+    this.path = resolve(config.path);
+    this.description = `sqlite:${this.path}`;
+    const workerData = { ...config, path: this.path } satisfies SqliteStoreConfig;
+    if (import.meta.url.endsWith('.ts')) {
+      // From the sources (the tests), the thread compiles its TypeScript through tsx, registered first.
+      // tsx's ESM build of its API (require.resolve finds the CommonJS one beside it).
+      const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
+      const entry = new URL('./thread-entry.ts', import.meta.url).href;
+      const boot = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(entry)}); });`;
+      this.#worker = new Worker(boot, { eval: true, workerData });
+    } else {
+      this.#worker = new Worker(new URL('./thread-entry.js', import.meta.url), { workerData });
+    }
+    this.#worker.unref();
+    this.#worker.on('message', (reply: Reply) => this.#reply(reply));
+    this.#worker.on('error', (error) => this.#end(new StoreUnavailableError(`The SQLite store thread failed: ${error.message}`, { cause: error })));
+    this.#worker.on('exit', (code) => this.#end(new StoreUnavailableError(`The SQLite store thread exited (code ${code}).`)));
+  }
+
+  #reply(reply: Reply): void {
+    if ('beacon' in reply) {
+      const flag = reply.flag;
+      reportBeacon(reply.beacon, () => {
+        if (!flag) return;
+        Atomics.store(flag, 0, 1);
+        Atomics.notify(flag, 0);
+      });
+      return;
+    }
+    const call = this.#pending.get(reply.id);
+    if (!call) return;
+    this.#pending.delete(reply.id);
+    if (this.#pending.size === 0) this.#worker.unref();
+    if ('error' in reply) call.reject(errorFromWire(reply.error));
+    else call.resolve(reply.value);
+  }
+
+  #end(reason: Error): void {
+    this.#gone ??= reason;
+    for (const call of this.#pending.values()) call.reject(this.#gone);
+    this.#pending.clear();
+  }
+
+  #call<T>(method: StoreMethod, args: unknown[]): Promise<T> {
+    if (this.#gone) return Promise.reject(this.#gone);
+    const id = this.#nextId++;
+    if (this.#pending.size === 0) this.#worker.ref();
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      this.#worker.postMessage({ id, method, args } satisfies Call);
+    });
+  }
+
+  migrate: Store['migrate'] = () => this.#call('migrate', []);
+  async close(): Promise<void> {
+    if (this.#gone) return;
+    try {
+      await this.#call('close', []);
+    } finally {
+      this.#gone = new StoreUnavailableError(`The store ${this.path} is closed.`);
+      await this.#worker.terminate();
+    }
+  }
+  allocateIds: Store['allocateIds'] = (...args) => this.#call('allocateIds', args);
+  createRun: Store['createRun'] = (...args) => this.#call('createRun', args);
+  getRun: Store['getRun'] = (...args) => this.#call('getRun', args);
+  listRuns: Store['listRuns'] = (...args) => this.#call('listRuns', args);
+  setRunState: Store['setRunState'] = (...args) => this.#call('setRunState', args);
+  settleRun: Store['settleRun'] = (...args) => this.#call('settleRun', args);
+  recordRunCode: Store['recordRunCode'] = (...args) => this.#call('recordRunCode', args);
+  registerWorker: Store['registerWorker'] = (...args) => this.#call('registerWorker', args);
+  heartbeat: Store['heartbeat'] = (...args) => this.#call('heartbeat', args);
+  listWorkers: Store['listWorkers'] = () => this.#call('listWorkers', []);
+  takeBack: Store['takeBack'] = (...args) => this.#call('takeBack', args);
+  releaseWorker: Store['releaseWorker'] = (...args) => this.#call('releaseWorker', args);
+  claimNodes: Store['claimNodes'] = (...args) => this.#call('claimNodes', args);
+  commit: Store['commit'] = (workerId, ops) => this.#call('commit', [workerId, encodeOps(ops)]);
+  getEffect: Store['getEffect'] = (...args) => this.#call('getEffect', args);
+  childResults: Store['childResults'] = (...args) => this.#call('childResults', args);
+  getNode: Store['getNode'] = (...args) => this.#call('getNode', args);
+  listChildren: Store['listChildren'] = (...args) => this.#call('listChildren', args);
+  listNodes: Store['listNodes'] = (...args) => this.#call('listNodes', args);
+  listEffects: Store['listEffects'] = (...args) => this.#call('listEffects', args);
+  readEmits: Store['readEmits'] = (...args) => this.#call('readEmits', args);
+  subtreeCounts: Store['subtreeCounts'] = (...args) => this.#call('subtreeCounts', args);
+  depthHistogram: Store['depthHistogram'] = (...args) => this.#call('depthHistogram', args);
+  compact: NonNullable<Store['compact']> = (...args) => this.#call('compact', args);
+  cancelSubtree: NonNullable<Store['cancelSubtree']> = (...args) => this.#call('cancelSubtree', args);
+  redrive: Store['redrive'] = (...args) => this.#call('redrive', args);
+  dropDead: Store['dropDead'] = (...args) => this.#call('dropDead', args);
+  decideParked: Store['decideParked'] = (...args) => this.#call('decideParked', args);
+  /** The run's counters recounted from its rows (see SqliteStore.recount). */
+  recount(runId: string): Promise<StateCounts> {
+    return this.#call('recount', [runId]);
+  }
+}
