@@ -134,6 +134,16 @@ function sqliteRows() {
       note: 'wall time of `rlm run` on a one-node tree: node, tsx, the store; included in every rlm row',
     }),
     () => rlmRow({ ...common, workload: 'tree walk', task: 'bench/tasks/tree-walk.ts', depth: DEPTH.main, floor: { shape: 'walk', nodes: MAIN } }),
+    () =>
+      rlmRow({
+        ...common,
+        workload: 'tree walk, store on the main thread',
+        task: 'bench/tasks/tree-walk.ts',
+        depth: DEPTH.main,
+        floor: { shape: 'walk', nodes: MAIN },
+        env: { RLM_SQLITE_THREAD: '0' },
+        note: 'RLM_SQLITE_THREAD=0: SQLite between the steps, not beside them',
+      }),
     () => rlmRow({ ...common, workload: 'tree combine', task: 'examples/tree.ts', depth: DEPTH.main, floor: { shape: 'combine', nodes: MAIN }, expectResult: true }),
     () =>
       rlmRow({
@@ -326,12 +336,13 @@ if (has('memory') || has('sqlite')) {
   await memoryRow('walk', DEPTH.main);
   await memoryRow('combine', DEPTH.main);
 }
-const [startup, walk, combine, keyed, effect] = has('sqlite') ? sqliteRows() : [];
+const [startup, walk, walkMain, combine, keyed, effect] = has('sqlite') ? sqliteRows() : [];
 if (has('floor') || has('sqlite')) {
   heading(has('sqlite') ? 'floors, each followed by the rlm rows measured against it' : 'floors');
   await floorRow('walk', DEPTH.main);
   if (startup) add(await startup());
   if (walk) add(await walk());
+  if (walkMain) add(await walkMain());
   await floorRow('combine', DEPTH.main);
   if (combine) add(await combine());
   if (keyed) add(await keyed());

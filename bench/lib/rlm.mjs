@@ -32,14 +32,14 @@ function tempStore() {
  * One `rlm run` row. `store` defaults to a fresh SQLite file; `workers` > 1 runs `rlm run --workers N`.
  * `onFailure` decides the status of a row whose run did not check out ('failed' fails the bench).
  */
-export async function rlmRow({ section, workload, system, task, fanout, depth, floor, expectResult, store, workers = 1, timeoutMs, onFailure = 'failed', note = '' }) {
+export async function rlmRow({ section, workload, system, task, fanout, depth, floor, expectResult, store, workers = 1, env = {}, timeoutMs, onFailure = 'failed', note = '' }) {
   const temp = store ? null : tempStore();
   const storeUrl = store ?? `sqlite:${temp.file}`;
   const args = [RLM_BIN, 'run', task, '--input', JSON.stringify({ fanout, depth }), '--store', storeUrl];
   if (workers > 1) args.push('--workers', String(workers));
   const expected = treeSize(fanout, depth);
   try {
-    const result = await measure(args, { timeoutMs });
+    const result = await measure(args, { env, timeoutMs });
     const problem = checkRun(result, expected, { expectResult });
     const processes = result.processes > 1 ? `; RSS summed over ${result.processes} processes (supervisor ${Math.round((result.rssKb ?? 0) / 1024)} MB)` : '';
     if (problem) {

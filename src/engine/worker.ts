@@ -206,11 +206,12 @@ export class Worker {
     this.#heartbeat = setInterval(() => void this.#tick(), this.#o.heartbeatMs);
     try {
       await this.#loop();
+      // No heartbeat may reach the store after the release: it would find this worker gone and rejoin.
+      this.#stopHeartbeat();
       // Nodes still leased here (a paused run's window) go back to the frontier for the next worker.
       if (!this.#fatal && this.#stopping !== 'signal' && this.#stopping !== 'rss') await this.#store.releaseWorker(this.#id);
     } finally {
-      if (this.#heartbeat) clearInterval(this.#heartbeat);
-      this.#heartbeat = null;
+      this.#stopHeartbeat();
       if (this.#commitTimer) clearTimeout(this.#commitTimer);
       this.#flight.close();
     }
@@ -270,9 +271,16 @@ export class Worker {
     }
   }
 
+  #stopHeartbeat(): void {
+    if (this.#heartbeat) clearInterval(this.#heartbeat);
+    this.#heartbeat = null;
+  }
+
   async #tick(): Promise<void> {
     try {
       const alive = await this.#store.heartbeat(this.#id, this.#o.leaseMs);
+      // The worker ended while the heartbeat was on its way: its release, not this answer, says what happens.
+      if (!this.#heartbeat) return;
       if (!alive) {
         this.#log.error({ worker: this.#id }, 'This worker was declared dead (its heartbeat came too late); dropping its leases and rejoining.');
         this.#dropEverything();

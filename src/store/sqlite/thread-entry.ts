@@ -2,13 +2,13 @@
  * The store thread: one SqliteStore on a worker thread, answering the calls of a SqliteThreadStore (thread.ts).
  * SQLite's work (binding, B-trees, the WAL's writes and fsyncs) then runs beside the steps instead of between them.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import { failpoints } from '../../failpoints.js';
 import { SqliteStore, type SqliteStoreConfig } from './sqlite-store.js';
 import { type Call, decodeOps, errorToWire, type Reply, STORE_METHODS } from './thread-wire.js';
 
-const port = parentPort;
-if (!port) throw new Error('thread-entry.js runs only as a worker thread of SqliteThreadStore.');
+if (!parentPort) throw new Error('thread-entry.js runs only as a worker thread of SqliteThreadStore.');
+const port: MessagePort = parentPort;
 const store = new SqliteStore(workerData as SqliteStoreConfig);
 const methods = new Set<string>(STORE_METHODS);
 
@@ -23,7 +23,30 @@ failpoints.relay = (beacon, wait) => {
   Atomics.wait(flag, 0, 0, 2_000);
 };
 
-port.on('message', async (call: Call) => {
+/**
+ * Calls run one at a time in arrival order, with a turn of this thread's event loop between them: while groups
+ * keep arriving the port would otherwise never let V8 run its own tasks (finishing a garbage collection), and
+ * the thread's memory would grow for as long as the run lasts.
+ */
+const queue: Call[] = [];
+let draining = false;
+
+port.on('message', (call: Call) => {
+  queue.push(call);
+  if (!draining) {
+    draining = true;
+    setImmediate(drain);
+  }
+});
+
+async function drain(): Promise<void> {
+  const call = queue.shift();
+  if (call) await answer(call);
+  if (queue.length > 0) setImmediate(drain);
+  else draining = false;
+}
+
+async function answer(call: Call): Promise<void> {
   try {
     if (!methods.has(call.method)) throw new Error(`The store thread has no method ${call.method}.`);
     const fn = (store as unknown as Record<string, (...args: unknown[]) => unknown>)[call.method];
@@ -34,4 +57,4 @@ port.on('message', async (call: Call) => {
   } catch (error) {
     port.postMessage({ id: call.id, error: errorToWire(error) } satisfies Reply);
   }
-});
+}
