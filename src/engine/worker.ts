@@ -61,6 +61,11 @@ interface WindowNode {
   input: unknown;
   encodedInput: Payload | null;
   validated: boolean;
+  /**
+   * No effect of this node can be in the journal yet, so `ctx.effect` need not look: an unkeyed child born here,
+   * before its first effect. (A keyed node's key may have a journal from an earlier node of that key.)
+   */
+  journalEmpty: boolean;
   context: Json;
   /** The context as stored, handed on to children that inherit it without re-encoding. */
   encodedContext: Payload | null;
@@ -440,6 +445,7 @@ export class Worker {
       input: undefined,
       encodedInput: leased.input,
       validated: false,
+      journalEmpty: false,
       context: null,
       encodedContext: leased.context,
     };
@@ -563,8 +569,9 @@ export class Worker {
 
   /** Commits the buffered group; resolves when it (and any commit before it) is durable. */
   #commit(): Promise<void> {
-    if (this.#committing && this.#commitsInFlight >= this.#maxInFlight) {
-      // The next group is sent when a commit ends and finds the buffer non-empty.
+    if (this.#committing && (this.#commitsInFlight >= this.#maxInFlight || this.#opSteps < this.#o.commitEverySteps)) {
+      // The next group is sent when a commit ends and finds the buffer non-empty; only a full group goes out
+      // while another is in flight (a partial one, such as an effect's, gathers more ops meanwhile).
       return this.#committing;
     }
     if (this.#commitTimer) {
@@ -1074,6 +1081,7 @@ export class Worker {
         input,
         encodedInput: row.input,
         validated: true,
+        journalEmpty: !task.keyed,
         context,
         encodedContext: row.context,
       });
@@ -1087,7 +1095,8 @@ export class Worker {
 
   async #effect<T>(node: WindowNode, name: string, fn: (idempotencyKey: string) => Promise<T> | T): Promise<T> {
     const idempotencyKey = `${node.runId}:${node.key}:${name}`;
-    const journaled = await this.#store.getEffect(node.runId, node.key, name);
+    const journaled = node.journalEmpty ? undefined : await this.#store.getEffect(node.runId, node.key, name);
+    node.journalEmpty = false;
     if (journaled) return decode(journaled.value) as T;
     if (failpoints.active) failpoints.hit('effect.beforeCall');
     this.#o.metrics?.effectCalls.inc();
