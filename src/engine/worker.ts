@@ -471,7 +471,7 @@ export class Worker {
   /** Starts steps while there is room. A suspect runs alone. */
   #fill(): void {
     if (this.#stopping || this.#isolating) return;
-    // Backpressure: a full group waits for the commit in progress, so memory stays bounded by one group.
+    // Backpressure: a full group waits while the store holds as many commits as it may, so memory stays bounded.
     if (this.#committing && this.#commitsInFlight >= this.#maxInFlight && this.#opSteps >= this.#o.commitEverySteps) return;
     // Keyed children wait for a commit before they run (see #limboFull): past a point, so do new steps.
     if (this.#limboFull()) return;
@@ -587,7 +587,7 @@ export class Worker {
     this.#nextCommit = new Deferred<CommitResult>();
     const started = performance.now();
     // Sent now, so groups reach the store in the order they were cut; their results are taken in that order too.
-    const sent = this.#store.commit(this.#id, ops);
+    const sent = (async () => this.#store.commit(this.#id, ops))();
     const previous = this.#committing;
     this.#commitsInFlight++;
     let committing: Promise<void> | null = null;

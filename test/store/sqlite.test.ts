@@ -1,14 +1,18 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { ConfigError, StoreUnavailableError } from '../../src/engine/errors.js';
 import { MIGRATIONS } from '../../src/store/sqlite/schema.js';
 import { SqliteStore } from '../../src/store/sqlite/index.js';
 import { SqliteThreadStore } from '../../src/store/sqlite/thread.js';
 import { storeConformance } from './conformance.js';
 
 // A fresh store file per test, in one folder removed (db, -wal and -shm together) when the file is done.
+const ROOT = join(import.meta.dirname, '../..');
 const dir = mkdtempSync(join(tmpdir(), 'rlm-sqlite-conformance-'));
 let n = 0;
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -35,5 +39,29 @@ describe('sqlite: schema upgrades', () => {
     } finally {
       await store.close();
     }
+  });
+});
+
+describe('sqlite thread', () => {
+  it('hands a failure back as the same rlm error class, and fails every call once closed', async () => {
+    // A folder where the file should be: the store refuses it with a ConfigError, thrown on the thread.
+    const store = new SqliteThreadStore({ path: dir });
+    const error = await store.migrate().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toContain('is a directory');
+    await store.close();
+    await expect(store.getRun('x')).rejects.toBeInstanceOf(StoreUnavailableError);
+  });
+
+  it('keeps no process alive once its calls are answered, even unclosed', () => {
+    // The built module, as `rlm run` loads it (npm test builds first).
+    const script = `import { SqliteThreadStore } from ${JSON.stringify(pathToFileURL(join(ROOT, 'dist/store/sqlite/thread.js')).href)};
+      const store = new SqliteThreadStore({ path: ${JSON.stringify(join(dir, 'unclosed.db'))} });
+      await store.migrate();
+      console.log((await store.listRuns()).length);`;
+    const out = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+    expect(out.error, 'the process did not exit by itself').toBeUndefined();
+    expect(out.status, out.stderr).toBe(0);
+    expect(out.stdout.trim()).toBe('0');
   });
 });

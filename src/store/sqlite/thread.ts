@@ -39,9 +39,10 @@ export class SqliteThreadStore implements Store {
       const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
       const entry = new URL('./thread-entry.ts', import.meta.url).href;
       const boot = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(entry)}); });`;
-      this.#worker = new Worker(boot, { eval: true, workerData });
+      this.#worker = new Worker(boot, { eval: true, workerData, execArgv: [] });
     } else {
-      this.#worker = new Worker(new URL('./thread-entry.js', import.meta.url), { workerData });
+      // No flags of the process (an --eval's --input-type, say): the thread needs none, and some would stop it.
+      this.#worker = new Worker(new URL('./thread-entry.js', import.meta.url), { workerData, execArgv: [] });
     }
     this.#worker.unref();
     this.#worker.on('message', (reply: Reply) => this.#reply(reply));
