@@ -5,7 +5,7 @@
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import { failpoints } from '../../failpoints.js';
 import { SqliteStore, type SqliteStoreConfig } from './sqlite-store.js';
-import { type Call, decodeOps, errorToWire, type Reply, STORE_METHODS } from './thread-wire.js';
+import { type Call, decodeOps, errorToWire, type Reply, STORE_METHODS, type WireCommit } from './thread-wire.js';
 
 if (!parentPort) throw new Error('thread-entry.js runs only as a worker thread of SqliteThreadStore.');
 const port: MessagePort = parentPort;
@@ -51,7 +51,7 @@ async function answer(call: Call): Promise<void> {
     if (!methods.has(call.method)) throw new Error(`The store thread has no method ${call.method}.`);
     const fn = (store as unknown as Record<string, (...args: unknown[]) => unknown>)[call.method];
     // A commit's ops come flat (see encodeOps).
-    const args = call.method === 'commit' ? [call.args[0], decodeOps(call.args[1] as unknown[])] : call.args;
+    const args = call.method === 'commit' ? [call.args[0], decodeOps(call.args[1] as WireCommit)] : call.args;
     const value = await fn?.apply(store, args);
     port.postMessage({ id: call.id, value } satisfies Reply);
   } catch (error) {

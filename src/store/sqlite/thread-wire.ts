@@ -96,26 +96,47 @@ export function errorFromWire(wire: WireError): Error {
 /** Child states in the compact form (see encodeOps). */
 const STATES = ['running', 'pending', 'done', 'waiting'] as const;
 
+/** A commit on its way to the store thread (see encodeOps). */
+export interface WireCommit {
+  flat: unknown[];
+  /** Every binary payload of the commit, end to end; the flat array holds each one's index. */
+  bytes: Uint8Array;
+  /** Where each binary payload ends in `bytes`. */
+  ends: number[];
+}
+
 /**
  * A commit's ops as one flat array of values. Structured cloning thousands of small objects costs the main
  * thread more than the SQLite work it hands off, so ops travel as numbers and strings, and the common child
  * (unkeyed, priority 0, no context, error or trace, keyed `<parent key>/<ord>`) as 4 to 6 values: id, ord,
  * input, state, and for a child born finished its result and attempts. Any other child travels as itself.
+ * Binary payloads (msgpack) go into one buffer that is moved to the thread, not copied: cloned one by one, each
+ * would cost an ArrayBuffer of its own there, or the whole pool a Buffer is cut from.
  */
-export function encodeOps(ops: readonly CommitOp[]): unknown[] {
+export function encodeOps(ops: readonly CommitOp[]): WireCommit {
   const out: unknown[] = [];
+  const parts: Uint8Array[] = [];
+  const ends: number[] = [];
+  let length = 0;
+  const bin = <T extends Payload | null | undefined>(payload: T): T | number => {
+    if (!(payload instanceof Uint8Array)) return payload;
+    parts.push(payload);
+    length += payload.byteLength;
+    return ends.push(length) - 1;
+  };
   for (const op of ops) {
     if (op.kind === 'effect') {
-      out.push(0, op.runId, op.nodeId, op.nodeKey, op.epoch, op.name, op.value);
+      out.push(0, op.runId, op.nodeId, op.nodeKey, op.epoch, op.name, bin(op.value));
       continue;
     }
     if (op.kind === 'spawn') out.push(1, op.runId, op.nodeId, op.epoch, op.spawned, op.waits, op.passDead);
     else {
       const o = op.outcome;
       out.push(2, op.runId, op.nodeId, op.epoch, op.attempts, op.waits, op.passDead, op.merged === true);
-      if (o.type === 'done' || o.type === 'wait') out.push(o.type, o.result);
+      if (o.type === 'done' || o.type === 'wait') out.push(o.type, bin(o.result));
       else out.push(o);
-      out.push(op.emits.length, ...op.emits);
+      out.push(op.emits.length);
+      for (const emit of op.emits) out.push(bin(emit));
     }
     const children = op.children;
     out.push(children.length);
@@ -138,24 +159,33 @@ export function encodeOps(ops: readonly CommitOp[]): unknown[] {
         c.version !== first.version ||
         c.key !== `${parentKey}/${c.ord}`
       ) {
-        out.push(c);
+        out.push({ ...c, input: bin(c.input), context: bin(c.context), result: bin(c.result) });
         continue;
       }
-      if (state >= 2) out.push(c.id, c.ord, c.input, state, c.result ?? null, c.attempts ?? 0);
-      else out.push(c.id, c.ord, c.input, state);
+      if (state >= 2) out.push(c.id, c.ord, bin(c.input), state, bin(c.result ?? null), c.attempts ?? 0);
+      else out.push(c.id, c.ord, bin(c.input), state);
     }
   }
-  return out;
+  const bytes = new Uint8Array(length);
+  let at = 0;
+  for (const part of parts) {
+    bytes.set(part, at);
+    at += part.byteLength;
+  }
+  return { flat: out, bytes, ends };
 }
 
-export function decodeOps(flat: readonly unknown[]): CommitOp[] {
+export function decodeOps({ flat, bytes, ends }: WireCommit): CommitOp[] {
   const ops: CommitOp[] = [];
   let i = 0;
   const next = <T>(): T => flat[i++] as T;
+  /** A payload: text or null as it came, bytes by their index. */
+  const pay = <T extends Payload | null | undefined>(value: T | number): T =>
+    (typeof value === 'number' ? bytes.subarray(ends[value - 1] ?? 0, ends[value]) : value) as T;
   while (i < flat.length) {
     const kind = next<number>();
     if (kind === 0) {
-      ops.push({ kind: 'effect', runId: next(), nodeId: next(), nodeKey: next(), epoch: next(), name: next(), value: next() });
+      ops.push({ kind: 'effect', runId: next(), nodeId: next(), nodeKey: next(), epoch: next(), name: next(), value: pay(next<Payload | number>()) });
       continue;
     }
     let op: CommitOp;
@@ -172,10 +202,10 @@ export function decodeOps(flat: readonly unknown[]): CommitOp[] {
         merged: next<boolean>(),
       };
       const type = next<StepOutcome | 'done' | 'wait'>();
-      const outcome: StepOutcome = typeof type === 'string' ? { type, result: next() } : type;
+      const outcome: StepOutcome = typeof type === 'string' ? { type, result: pay(next<Payload | null | number>()) } : type;
       const count = next<number>();
-      const emits = flat.slice(i, i + count) as Payload[];
-      i += count;
+      const emits: Payload[] = [];
+      for (let k = 0; k < count; k++) emits.push(pay(next<Payload | number>()));
       op = { kind: 'step', ...head, outcome, emits, children: [] };
     }
     const n = next<number>();
@@ -187,11 +217,11 @@ export function decodeOps(flat: readonly unknown[]): CommitOp[] {
       for (let k = 0; k < n; k++) {
         const head = next<number | NewNode>();
         if (typeof head === 'object') {
-          children.push(head);
+          children.push({ ...head, input: pay(head.input), context: pay(head.context), result: pay(head.result) });
           continue;
         }
         const ord = next<number>();
-        const input = next<Payload>();
+        const input = pay(next<Payload | number>());
         const state = STATES[next<number>()] as NewNode['state'];
         const child: NewNode = {
           id: head,
@@ -209,7 +239,7 @@ export function decodeOps(flat: readonly unknown[]): CommitOp[] {
           traceparent: null,
         };
         if (state === 'done' || state === 'waiting') {
-          child.result = next();
+          child.result = pay(next<Payload | null | number>());
           child.attempts = next();
         }
         children.push(child);

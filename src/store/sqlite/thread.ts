@@ -74,13 +74,14 @@ export class SqliteThreadStore implements Store {
     this.#pending.clear();
   }
 
-  #call<T>(method: StoreMethod, args: unknown[]): Promise<T> {
+  /** Sends one call; `transfer` lists buffers moved to the thread rather than copied. */
+  #call<T>(method: StoreMethod, args: unknown[], transfer: ArrayBuffer[] = []): Promise<T> {
     if (this.#gone) return Promise.reject(this.#gone);
     const id = this.#nextId++;
     if (this.#pending.size === 0) this.#worker.ref();
     return new Promise<T>((resolve, reject) => {
       this.#pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
-      this.#worker.postMessage({ id, method, args } satisfies Call);
+      this.#worker.postMessage({ id, method, args } satisfies Call, transfer);
     });
   }
 
@@ -107,7 +108,10 @@ export class SqliteThreadStore implements Store {
   takeBack: Store['takeBack'] = (...args) => this.#call('takeBack', args);
   releaseWorker: Store['releaseWorker'] = (...args) => this.#call('releaseWorker', args);
   claimNodes: Store['claimNodes'] = (...args) => this.#call('claimNodes', args);
-  commit: Store['commit'] = (workerId, ops) => this.#call('commit', [workerId, encodeOps(ops)]);
+  commit: Store['commit'] = (workerId, ops) => {
+    const wire = encodeOps(ops);
+    return this.#call('commit', [workerId, wire], [wire.bytes.buffer as ArrayBuffer]);
+  };
   getEffect: Store['getEffect'] = (...args) => this.#call('getEffect', args);
   childResults: Store['childResults'] = (...args) => this.#call('childResults', args);
   getNode: Store['getNode'] = (...args) => this.#call('getNode', args);
