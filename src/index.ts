@@ -18,6 +18,7 @@ export {
 } from './engine/errors.js';
 export type { RlmErrorCode } from './engine/errors.js';
 export { openStore, redactUrl } from './store/open.js';
+export type { OpenStoreOptions } from './store/open.js';
 export type { NodeRecord, NodeState, RunRecord, RunState, Store, StoreCapabilities } from './store/store.js';
 export { createLogger } from './observe/logger.js';
 export type { Logger } from './observe/logger.js';

@@ -339,6 +339,32 @@ describe('engine on SQLite', () => {
     expect(calls).toEqual(['pay-1:root:charge']);
   });
 
+  it('journals the effects of children born in this worker: a retry gets the journaled values, fn is not called again', async () => {
+    const calls: string[] = [];
+    const task = defineTask<{ leaf?: number }, number>({
+      name: 'born-effects',
+      limits: { maxAttempts: 3, backoffMs: 1 },
+      async run(input, ctx) {
+        if (input.leaf === undefined) return { children: [0, 1, 2].map((leaf) => ({ input: { leaf } })) };
+        const a = await ctx.effect('a', () => {
+          calls.push(`${ctx.key} a`);
+          return 10 + (input.leaf as number);
+        });
+        const b = await ctx.effect('b', () => {
+          calls.push(`${ctx.key} b`);
+          return 100;
+        });
+        if (input.leaf === 1 && ctx.attempt === 1) throw new Error('crash after the effects');
+        return { result: a + b };
+      },
+      combine: (_input, results) => results.reduce((sum, n) => sum + n, 0),
+    });
+    const out = await (await engine.start(task, {})).done;
+    expect(out.state).toBe('completed');
+    expect(out.result).toBe(10 + 11 + 12 + 300);
+    expect(calls.sort()).toEqual(['root/0 a', 'root/0 b', 'root/1 a', 'root/1 b', 'root/2 a', 'root/2 b']);
+  });
+
   it('migrates inputs stored by an older version before validating them', async () => {
     const v1 = defineTask<{ href: string }>({ name: 'versioned', version: 1, run: () => ({ children: [{ input: { href: 'a' } }] }) });
     const tmpStore = store;
