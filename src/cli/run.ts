@@ -76,7 +76,7 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<E
   const supervised = process.env.RLM_SUPERVISED === '1';
   const logger = createLogger();
   const { metrics, server } = await serveMetrics(flags.metricsPort);
-  const store = await openWorkStore(flags);
+  const store = await openWorkStore(flags, task);
   const engine = await openEngine({ store, ...engineOptions(flags), logger, metrics }).catch(async (error: unknown) => {
     await store.close().catch(() => undefined);
     throw error;
@@ -227,7 +227,7 @@ export async function workerCommand(modulePath: string, flags: RunFlags): Promis
   const task = await loadTask(modulePath);
   const logger = createLogger();
   const { metrics, server } = await serveMetrics(flags.metricsPort);
-  const store = await openWorkStore(flags);
+  const store = await openWorkStore(flags, task);
   const engine = await openEngine({ store, ...engineOptions(flags), logger, metrics }).catch(async (error: unknown) => {
     await store.close().catch(() => undefined);
     throw error;

@@ -357,7 +357,7 @@ describe('engine on SQLite', () => {
         if (input.leaf === 1 && ctx.attempt === 1) throw new Error('crash after the effects');
         return { result: a + b };
       },
-      combine: (_input, results) => results.reduce((sum, n) => sum + n, 0),
+      combine: (_input, results) => results.reduce<number>((sum, n) => sum + (typeof n === 'number' ? n : 0), 0),
     });
     const out = await (await engine.start(task, {})).done;
     expect(out.state).toBe('completed');
