@@ -247,7 +247,6 @@ export class SqliteStore implements Store {
       this.#stmts.clear();
       this.#insertRows.all.length = 0;
       this.#insertRows.plain.length = 0;
-      this.#insertRows.keyed.length = 0;
     }
     return mapped;
   }
@@ -337,7 +336,6 @@ export class SqliteStore implements Store {
     this.#stmts.clear();
     this.#insertRows.all.length = 0;
     this.#insertRows.plain.length = 0;
-    this.#insertRows.keyed.length = 0;
     const db = this.#db;
     this.#db = undefined;
     if (db) {
@@ -627,7 +625,7 @@ export class SqliteStore implements Store {
   }
 
   /** Multi-row INSERTs of nodes, prepared once per row count: every column, and the plain form (see PLAIN_ROW). */
-  readonly #insertRows: { all: SqliteStatement[]; plain: SqliteStatement[]; keyed: SqliteStatement[] } = { all: [], plain: [], keyed: [] };
+  readonly #insertRows: { all: SqliteStatement[]; plain: SqliteStatement[] } = { all: [], plain: [] };
 
   /**
    * @internal Writes nodes given as their column values one row after another (every column, or the plain
@@ -646,26 +644,6 @@ export class SqliteStore implements Store {
       }
       stmt.run(...chunk);
     }
-  }
-
-  /**
-   * @internal Writes keyed nodes (every column, as insertNodes) in multi-row INSERTs that skip a key the run
-   * holds already; returns the ids of the rows created. A key listed twice is created once, for its first row.
-   */
-  insertKeyedNodes(values: readonly unknown[]): Set<number> {
-    const created = new Set<number>();
-    const cache = this.#insertRows.keyed;
-    for (let at = 0; at < values.length; at += INSERT_ROW_PARAMS * INSERT_BATCH) {
-      const chunk = values.slice(at, at + INSERT_ROW_PARAMS * INSERT_BATCH);
-      const rows = chunk.length / INSERT_ROW_PARAMS;
-      let stmt = cache[rows];
-      if (!stmt) {
-        stmt = this.db.prepare(`${INSERT_NODES}${Array(rows).fill(INSERT_ROW).join(', ')} ON CONFLICT (run_id, key) WHERE keyed = 1 DO NOTHING RETURNING id`);
-        cache[rows] = stmt;
-      }
-      for (const row of stmt.all(...chunk) as { id: number }[]) created.add(row.id);
-    }
-    return created;
   }
 
   /** @internal Frontier order of a run, cached: it never changes. */
@@ -1117,36 +1095,6 @@ class CommitState {
     const insertKeyed = s.stmt(`${INSERT_NODES}${INSERT_ROW} ON CONFLICT (run_id, key) WHERE keyed = 1 DO NOTHING`);
     const batch: unknown[] = [];
     const plain: unknown[] = [];
-    // Without a node budget, keyed children are written together too (see insertKeyed) and sorted into created
-    // and existing afterwards; under a budget, each one's creation decides whether the next is parked.
-    const keyedBatch: unknown[] | null = budget.budget === null ? [] : null;
-    const keyedChildren: { child: NewNode; state: NodeState }[] = [];
-    const counted = budget;
-    const created = (child: NewNode, state: NodeState): void => {
-      counted.count++;
-      this.#inserted.add(child.id);
-      this.#delta(runId, state, 1);
-      if (state !== 'done' && !(state === 'dead' && passDead)) unfinished++;
-    };
-    const existing = (child: NewNode): void => {
-      // A keyed child that exists already: this parent shares it (a memoised DAG).
-      this.duplicates.push(child.id);
-      const node = s.stmt('SELECT id, state, parent_id FROM rlm_nodes WHERE run_id = ? AND key = ? AND keyed = 1').get(runId, child.key) as {
-        id: number;
-        state: NodeState;
-        parent_id: number | null;
-      };
-      // A key this parent lists twice is one child of it: counted and linked once, or it would wait forever
-      // for a second completion that never comes.
-      if (node.parent_id === parentId) return;
-      if (waits && node.state !== 'done' && isAncestor(s, node.id, parentId)) {
-        cycle = child.key;
-        return;
-      }
-      if (s.stmt('INSERT OR IGNORE INTO rlm_edges (parent_id, child_id, ord) VALUES (?, ?, ?)').run(parentId, node.id, child.ord).changes === 0) return;
-      s.stmt('UPDATE rlm_nodes SET shared = 1 WHERE id = ? AND shared = 0').run(node.id);
-      if (waits && node.state !== 'done' && !(node.state === 'dead' && passDead)) unfinished++;
-    };
     for (const child of children) {
       let state: NodeState = child.state;
       let parkReason: string | null = null;
@@ -1162,52 +1110,63 @@ class CommitState {
       const epoch = state === 'running' || state === 'done' || state === 'waiting' ? 1 : 0;
       const result = state === 'done' || state === 'waiting' ? (child.result ?? null) : null;
       const attempts = child.attempts ?? 0;
+      let created = true;
       if (!child.keyed && child.priority === 0 && child.context === null && child.traceparent === null && parkReason === null && !child.error) {
         // The common child, with fewer values to bind (see PLAIN_ROW).
         plain.push(child.id, runId, parentId, child.ord, child.key, child.depth, orderKey, child.version, state, child.input, owner, epoch, result, attempts, now, now);
-        created(child, state);
+      } else {
+        const params = [
+          child.id,
+          runId,
+          parentId,
+          child.ord,
+          child.key,
+          child.keyed ? 1 : 0,
+          child.depth,
+          child.priority,
+          orderKey,
+          child.version,
+          state,
+          child.input,
+          child.context,
+          owner,
+          epoch,
+          parkReason,
+          child.error ? JSON.stringify([child.error]) : null,
+          child.traceparent,
+          result,
+          attempts,
+          now,
+          now,
+        ];
+        // Unkeyed children cannot conflict: they wait for the multi-row INSERTs below.
+        if (!child.keyed) batch.push(...params);
+        else created = insertKeyed.run(...params).changes === 1;
+      }
+      if (created) {
+        budget.count++;
+        this.#inserted.add(child.id);
+        this.#delta(runId, state, 1);
+        if (state !== 'done' && !(state === 'dead' && passDead)) unfinished++;
         continue;
       }
-      const params = [
-        child.id,
-        runId,
-        parentId,
-        child.ord,
-        child.key,
-        child.keyed ? 1 : 0,
-        child.depth,
-        child.priority,
-        orderKey,
-        child.version,
-        state,
-        child.input,
-        child.context,
-        owner,
-        epoch,
-        parkReason,
-        child.error ? JSON.stringify([child.error]) : null,
-        child.traceparent,
-        result,
-        attempts,
-        now,
-        now,
-      ];
-      if (!child.keyed) {
-        // Unkeyed children cannot conflict: they wait for the multi-row INSERTs below.
-        batch.push(...params);
-        created(child, state);
-      } else if (keyedBatch) {
-        keyedBatch.push(...params);
-        keyedChildren.push({ child, state });
-      } else if (insertKeyed.run(...params).changes === 1) created(child, state);
-      else existing(child);
-    }
-    if (keyedBatch && keyedChildren.length > 0) {
-      const inserted = s.insertKeyedNodes(keyedBatch);
-      for (const { child, state } of keyedChildren) {
-        if (inserted.has(child.id)) created(child, state);
-        else existing(child);
+      // A keyed child that exists already: this parent shares it (a memoised DAG).
+      this.duplicates.push(child.id);
+      const existing = s.stmt('SELECT id, state, parent_id FROM rlm_nodes WHERE run_id = ? AND key = ? AND keyed = 1').get(runId, child.key) as {
+        id: number;
+        state: NodeState;
+        parent_id: number | null;
+      };
+      // A key this parent lists twice is one child of it: counted and linked once, or it would wait forever
+      // for a second completion that never comes.
+      if (existing.parent_id === parentId) continue;
+      if (waits && existing.state !== 'done' && isAncestor(s, existing.id, parentId)) {
+        cycle = child.key;
+        continue;
       }
+      if (s.stmt('INSERT OR IGNORE INTO rlm_edges (parent_id, child_id, ord) VALUES (?, ?, ?)').run(parentId, existing.id, child.ord).changes === 0) continue;
+      s.stmt('UPDATE rlm_nodes SET shared = 1 WHERE id = ? AND shared = 0').run(existing.id);
+      if (waits && existing.state !== 'done' && !(existing.state === 'dead' && passDead)) unfinished++;
     }
     s.insertNodes(plain, 'plain');
     s.insertNodes(batch, 'all');
