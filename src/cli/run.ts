@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { openEngine, type RunHandle, type RunOutcome } from '../engine/engine.js';
 import { UsageError } from '../engine/errors.js';
 import type { EngineOptions } from '../engine/options.js';
-import { createLogger } from '../observe/logger.js';
+import { createLogger, type Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 import { failpoints } from '../failpoints.js';
 import type { RunRecord, Store } from '../store/store.js';
@@ -75,6 +75,7 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<E
   const context = flags.context === undefined ? undefined : parseJson(flags.context, '--context');
   const supervised = process.env.RLM_SUPERVISED === '1';
   const logger = createLogger();
+  survivePromisesLeftBehind(logger);
   const { metrics, server } = await serveMetrics(flags.metricsPort);
   const store = await openWorkStore(flags, task);
   const engine = await openEngine({ store, ...engineOptions(flags), logger, metrics }).catch(async (error: unknown) => {
@@ -154,6 +155,17 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<E
 }
 
 /**
+ * A handler may leave a promise running after its step returned; if it rejects with nobody listening, Node would
+ * end the process and every step in flight with it, over and over on each resume. The step's own outcome was
+ * already decided, so the worker logs it and goes on.
+ */
+function survivePromisesLeftBehind(logger: Logger): void {
+  process.on('unhandledRejection', (reason) => {
+    logger.warn({ err: reason }, 'A promise was rejected and nothing handled it (a step left work running in the background); going on.');
+  });
+}
+
+/**
  * Once the store is closed nothing is left to finish, but the process may take a moment to exit: a signal then
  * must not kill it with no exit code. It ends the process at once with the code the command decided.
  */
@@ -226,6 +238,7 @@ async function supervise(modulePath: string, runId: string, flags: RunFlags, sto
 export async function workerCommand(modulePath: string, flags: RunFlags): Promise<ExitCode> {
   const task = await loadTask(modulePath);
   const logger = createLogger();
+  survivePromisesLeftBehind(logger);
   const { metrics, server } = await serveMetrics(flags.metricsPort);
   const store = await openWorkStore(flags, task);
   const engine = await openEngine({ store, ...engineOptions(flags), logger, metrics }).catch(async (error: unknown) => {
