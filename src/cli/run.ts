@@ -161,7 +161,7 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<E
  */
 function survivePromisesLeftBehind(logger: Logger): void {
   process.on('unhandledRejection', (reason) => {
-    logger.warn({ err: reason }, 'A promise was rejected and nothing handled it (a step left work running in the background); going on.');
+    logger.error({ err: reason }, 'A promise was rejected and nothing handled it (a step left work running in the background); going on.');
   });
 }
 
