@@ -472,7 +472,7 @@ export class Worker {
   #fill(): void {
     if (this.#stopping || this.#isolating) return;
     // Backpressure: a full group waits while the store holds as many commits as it may, so memory stays bounded.
-    if (this.#committing && this.#commitsInFlight >= this.#maxInFlight && this.#opSteps >= this.#o.commitEverySteps) return;
+    if (this.#commitsInFlight >= this.#maxInFlight && this.#opSteps >= this.#o.commitEverySteps) return;
     // Keyed children wait for a commit before they run (see #limboFull): past a point, so do new steps.
     if (this.#limboFull()) return;
     if (this.#suspects.length > 0) {
