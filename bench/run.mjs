@@ -11,6 +11,8 @@
  * - peers:    BullMQ (Redis), graphile-worker and pg-boss (PostgreSQL) on the smaller tree, rlm beside them
  * - postgres: `rlm run` on PostgreSQL with 1, 2 and 4 worker processes, and a hand-written PostgreSQL floor
  * - codec:    the JSON and msgpack codecs on the tree and dir-hash workloads: time and store size (bench/codec.mjs)
+ * - dag:      a memoised DAG with sharing (examples/lattice.ts, every interior key shared by two parents) on SQLite
+ *             and PostgreSQL, each beside a hand-written floor doing the same keyed writes
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,10 +24,11 @@ import { describeServer } from './lib/pg.mjs';
 import { peerRow, startDurableRedis, withDatabase } from './lib/peers.mjs';
 import { ROOT, lastWords, measureScript } from './lib/proc.mjs';
 import { rlmRow, resumeRow } from './lib/rlm.mjs';
+import { latticeResult } from './lib/lattice.mjs';
 import { computeRatios, formatTable } from './lib/table.mjs';
 import { treeSize } from './lib/tree.mjs';
 
-const SECTIONS = ['memory', 'floor', 'sqlite', 'resume', 'peers', 'postgres', 'codec'];
+const SECTIONS = ['memory', 'floor', 'sqlite', 'resume', 'peers', 'postgres', 'codec', 'dag'];
 const ALIASES = { pg: 'postgres', rlm: 'sqlite', baselines: 'memory,floor', all: SECTIONS.join(',') };
 const HELP = `Usage: node bench/run.mjs [--only SECTIONS] [--quick]
 
@@ -72,6 +75,8 @@ const DEPTH = flags.quick ? { main: 4, peers: 3, effect: 3 } : { main: 6, peers:
 const MAIN = treeSize(FANOUT, DEPTH.main);
 const PEERS = treeSize(FANOUT, DEPTH.peers);
 const EFFECT = treeSize(FANOUT, DEPTH.effect);
+/** Lattice sides of the dag section: side × side nodes. */
+const LATTICE = flags.quick ? { sqlite: 100, postgres: 50 } : { sqlite: 1000, postgres: 200 };
 const MINUTE = 60_000;
 const REDIS = new URL(process.env.RLM_BENCH_REDIS ?? 'redis://127.0.0.1:6379');
 const has = (section) => flags.only.has(section);
@@ -277,6 +282,65 @@ async function describeRedis(url) {
   }
 }
 
+// ---------------------------------------------------------------- memoised DAG
+
+/** A DAG floor row (SQLite or PostgreSQL) for a side × side lattice; its result and stored count are checked. */
+async function dagFloorRow({ section, system, shape, script, side, options, note }) {
+  const nodes = side * side;
+  const floor = { shape, nodes };
+  const base = { section, workload: 'lattice DAG + combine', system, nodes, floor, isFloor: floor };
+  const result = await measureScript(script, { n: side, m: side, ...options }, { timeoutMs: 15 * MINUTE });
+  const out = result.outcome;
+  const want = latticeResult(side, side);
+  if (!out || out.nodes !== nodes || out.stored !== nodes || out.result !== want) {
+    return add({ ...base, seconds: null, rssMb: null, status: 'failed', note: out ? `result ${out.result} (${out.stored} stored), expected ${want}` : lastWords(result) });
+  }
+  return add({ ...base, seconds: out.seconds, rssMb: result.rssKb / 1024, status: 'ok', note });
+}
+
+async function dagRows() {
+  const side = LATTICE.sqlite;
+  const nodes = side * side;
+  const section = `memoised DAG: a ${side} × ${side} lattice, node (i, j) → (i + 1, j), (i, j + 1), combine = paths mod 1,000,003 (${n(nodes)} keys)`;
+  const dir = mkdtempSync(join(tmpdir(), 'rlm-bench-dag-'));
+  try {
+    await dagFloorRow({
+      section,
+      system: 'floor: better-sqlite3 loop',
+      shape: 'dag-sqlite',
+      script: 'bench/baselines/dag-floor.mjs',
+      side,
+      options: { file: join(dir, 'floor.db') },
+      note: 'keyed INSERT … ON CONFLICT per child, edge per shared child, waiting + done per node, decrement per parent; 1000 nodes/txn, synchronous=FULL',
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const lattice = { task: 'examples/lattice.ts', input: { n: side, m: side }, nodes, result: String(latticeResult(side, side)), expectResult: true };
+  add(await rlmRow({ section, workload: 'lattice DAG + combine', system: 'rlm run (SQLite)', ...lattice, floor: { shape: 'dag-sqlite', nodes }, timeoutMs: 15 * MINUTE }));
+
+  const pgSide = LATTICE.postgres;
+  const pgNodes = pgSide * pgSide;
+  const pgSection = `memoised DAG on PostgreSQL: a ${pgSide} × ${pgSide} lattice (${n(pgNodes)} keys)`;
+  const pgFloor = await withDatabase('rlm_bench_pg_dag_floor', (connectionString) =>
+    dagFloorRow({
+      section: pgSection,
+      system: 'floor: hand-written pg loop',
+      shape: 'dag-pg',
+      script: 'bench/baselines/pg-dag-floor.mjs',
+      side: pgSide,
+      options: { connectionString },
+      note: 'the same writes as the SQLite floor (new keys only inserted), as unnest statements; 1000 nodes/txn',
+    }),
+  );
+  if (pgFloor.unavailable) add({ section: pgSection, workload: 'lattice DAG + combine', system: 'floor: hand-written pg loop', nodes: pgNodes, seconds: null, rssMb: null, floor: null, status: 'error', note: pgFloor.unavailable });
+  const pgLattice = { task: 'examples/lattice.ts', input: { n: pgSide, m: pgSide }, nodes: pgNodes, result: String(latticeResult(pgSide, pgSide)), expectResult: true };
+  const row = await withDatabase('rlm_bench_rlm_dag', (store) =>
+    rlmRow({ section: pgSection, workload: 'lattice DAG + combine', system: 'rlm run (PostgreSQL)', ...pgLattice, store, floor: { shape: 'dag-pg', nodes: pgNodes }, timeoutMs: 15 * MINUTE, onFailure: (result) => (result.code === 0 ? 'failed' : 'unavailable') }),
+  );
+  add(row.unavailable ? { section: pgSection, workload: 'lattice DAG + combine', system: 'rlm run (PostgreSQL)', nodes: pgNodes, seconds: null, rssMb: null, floor: null, status: 'unavailable', note: row.unavailable } : row);
+}
+
 // ---------------------------------------------------------------- environment
 
 /** The commit measured, and whether src/ had uncommitted changes (dist/ is built from the working tree). */
@@ -361,6 +425,10 @@ if (has('peers')) {
 if (has('postgres')) {
   heading('rlm on PostgreSQL');
   await postgresRows();
+}
+if (has('dag')) {
+  heading('memoised DAG');
+  await dagRows();
 }
 const codecs = [];
 if (has('codec')) {

@@ -13,6 +13,8 @@ interface TreeInput {
 
 export default defineTask<TreeInput, number>({
   name: 'tree',
+  // The size is known, so progress shows a percentage and an ETA.
+  estimate: ({ fanout, depth }) => (fanout === 1 ? depth + 1 : (fanout ** (depth + 1) - 1) / (fanout - 1)),
   run({ fanout, depth }) {
     if (depth === 0) return { result: 1 };
     const children = [];

@@ -1,7 +1,7 @@
 export { defineTask } from './task.js';
 export type { ChildFailure, ChildSpec, Children, Json, StepResult, Task, TaskContext, TaskDefinition, TaskLimits } from './task.js';
 export { openEngine } from './engine/engine.js';
-export type { Engine, OpenEngineOptions, RunHandle, RunOutcome, StartOptions } from './engine/engine.js';
+export type { Engine, OpenEngineOptions, ResultsOptions, RunHandle, RunOutcome, StartOptions } from './engine/engine.js';
 export type { EngineOptions } from './engine/options.js';
 export {
   ConfigError,
@@ -9,6 +9,7 @@ export {
   NonRetryableError,
   NotFoundError,
   NotSerializableError,
+  RetryLater,
   RlmError,
   StaleLeaseError,
   StoreCorruptError,

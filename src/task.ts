@@ -28,6 +28,11 @@ export interface ChildSpec<I> {
   input: I;
   /** Context for the child and its subtree; inherits the parent's when omitted. */
   context?: Json;
+  /**
+   * Not before this time (a Date, or epoch ms): a durable timer. The child is stored at once and claimed by no
+   * worker before then; while it waits it holds no worker slot.
+   */
+  notBefore?: Date | number;
 }
 
 /** Children may be an array, or a (possibly async) iterable persisted in chunks and never held whole. */
@@ -102,6 +107,13 @@ export interface TaskDefinition<I = unknown, R = unknown> {
    * record their codec, so changing this option never breaks a run already in the store. @default 'json'
    */
   codec?: 'json' | 'msgpack';
+  /**
+   * How many nodes a run of this root input will have in all, its root included, when the task can tell (a full
+   * tree of fan-out F and depth D has (F^(D+1) - 1) / (F - 1); a crawl may know its `maxPages`). With it, progress
+   * (`rlm run`, `rlm status`, the dashboard) shows a percentage, done / estimate, and an ETA; without it, only what
+   * is known and moving. Called once when a run starts or resumes. A wrong estimate only makes progress wrong.
+   */
+  estimate?: (input: I) => number;
   run(input: I, ctx: TaskContext): StepResult<I, R> | undefined | Promise<StepResult<I, R> | undefined>;
   /** Fan-in: runs once after every child has a result; its return is this node's result. */
   combine?(input: I, childResults: Array<R | ChildFailure>, ctx: TaskContext): R | Promise<R>;

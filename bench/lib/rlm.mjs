@@ -12,14 +12,14 @@ const SUMMARY = /: completed; (\d+) done, (\d+) dead/;
  * Checks what `rlm run` printed: exit 0, the summary's done count equal to the tree size, and (for tasks that
  * combine) the root result on stdout equal to it too. Returns null when all holds, else what went wrong.
  */
-export function checkRun(result, expected, { expectResult }) {
+export function checkRun(result, expected, { expectResult, printed: want = String(expected) }) {
   if (result.timedOut) return `timed out after ${result.seconds.toFixed(0)} s`;
   if (result.code !== 0) return `exit ${result.code ?? result.signal}: ${lastWords(result)}`;
   const summary = SUMMARY.exec(result.stderr);
   if (!summary) return `no completion summary on stderr: ${lastWords(result)}`;
   if (Number(summary[1]) !== expected) return `${summary[1]} nodes done, expected ${expected}`;
   const printed = result.stdout.trim().split('\n').at(-1);
-  if (expectResult && printed !== String(expected)) return `printed result ${printed}, expected ${expected}`;
+  if (expectResult && printed !== want) return `printed result ${printed}, expected ${want}`;
   return null;
 }
 
@@ -32,15 +32,33 @@ function tempStore() {
  * One `rlm run` row. `store` defaults to a fresh SQLite file; `workers` > 1 runs `rlm run --workers N`.
  * `onFailure` decides the status of a row whose run did not check out ('failed' fails the bench).
  */
-export async function rlmRow({ section, workload, system, task, fanout, depth, floor, expectResult, store, workers = 1, env = {}, timeoutMs, onFailure = 'failed', note = '' }) {
+export async function rlmRow({
+  section,
+  workload,
+  system,
+  task,
+  fanout,
+  depth,
+  input = { fanout, depth },
+  nodes = treeSize(fanout, depth),
+  result: printed = String(nodes),
+  floor,
+  expectResult,
+  store,
+  workers = 1,
+  env = {},
+  timeoutMs,
+  onFailure = 'failed',
+  note = '',
+}) {
   const temp = store ? null : tempStore();
   const storeUrl = store ?? `sqlite:${temp.file}`;
-  const args = [RLM_BIN, 'run', task, '--input', JSON.stringify({ fanout, depth }), '--store', storeUrl];
+  const args = [RLM_BIN, 'run', task, '--input', JSON.stringify(input), '--store', storeUrl];
   if (workers > 1) args.push('--workers', String(workers));
-  const expected = treeSize(fanout, depth);
+  const expected = nodes;
   try {
     const result = await measure(args, { env, timeoutMs });
-    const problem = checkRun(result, expected, { expectResult });
+    const problem = checkRun(result, expected, { expectResult, printed });
     const processes = result.processes > 1 ? `; RSS summed over ${result.processes} processes (supervisor ${Math.round((result.rssKb ?? 0) / 1024)} MB)` : '';
     if (problem) {
       const status = typeof onFailure === 'function' ? onFailure(result) : onFailure;
@@ -56,7 +74,7 @@ export async function rlmRow({ section, workload, system, task, fanout, depth, f
       rssMb: rssKb === null ? null : rssKb / 1024,
       floor,
       status: 'ok',
-      note: [note, expectResult ? `result ${expected} ok` : `${expected} done ok`].filter(Boolean).join('; ') + processes,
+      note: [note, expectResult ? `result ${printed} ok` : `${expected} done ok`].filter(Boolean).join('; ') + processes,
     };
   } finally {
     if (temp) rmSync(temp.dir, { recursive: true, force: true });

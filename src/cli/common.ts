@@ -3,7 +3,7 @@ import type { Store } from '../store/store.js';
 import { NotFoundError, UsageError } from '../engine/errors.js';
 
 /** Exit codes of the rlm command (SPEC). */
-export const EXIT = { ok: 0, failure: 1, usage: 2, dead: 3, paused: 4, rss: 75, sigint: 130, sigterm: 143 } as const;
+export const EXIT = { ok: 0, failure: 1, usage: 2, dead: 3, paused: 4, cancelled: 5, rss: 75, sigint: 130, sigterm: 143 } as const;
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 
 export interface GlobalFlags {
@@ -16,10 +16,9 @@ export function storeUrl(flags: GlobalFlags): string {
 
 /**
  * Opens the store a worker process works on. SQLite goes on a thread of its own (see SqliteThreadStore) for
- * a task without keys, whose steps run while their group commits. A keyed task's children wait for the commit
- * that decides whether their key exists, so the worker mostly waits on its store, and the thread's hop there and
- * back would cost more than it overlaps (the keyed bench row ran about 15% slower on it). RLM_SQLITE_THREAD=0
- * or 1 decides instead.
+ * a task without keys, whose steps run while their group commits. A keyed task stays on the main thread: it ran
+ * about 15% slower on the thread while its children waited for commits, and since they run speculatively an A/B
+ * showed no clear difference (see README's Architecture). RLM_SQLITE_THREAD=0 or 1 decides instead.
  */
 export function openWorkStore(flags: GlobalFlags, task: { key?: unknown }): Promise<Store> {
   const setting = process.env.RLM_SQLITE_THREAD;

@@ -1,5 +1,5 @@
 import { NotFoundError, UsageError } from '../engine/errors.js';
-import type { Store } from '../store/store.js';
+import { isPersonPause, PERSON_PAUSE, type Store } from '../store/store.js';
 import { EXIT, type ExitCode, type GlobalFlags, parseNodeId, print, requireRun, withStore } from './common.js';
 import { nodeJson } from './inspect.js';
 
@@ -58,7 +58,8 @@ export async function dlqCommand(action: string, runId: string, ids: string[], f
       }
       case 'drop': {
         const n = await store.dropDead(runId, await targets(store, runId, ids, flags, 'dead'));
-        print(`${n} node(s) dropped from the dead-letter queue.`);
+        const after = await requireRun(store, runId);
+        print(`${n} node(s) dropped from the dead-letter queue; run ${runId} is ${after.state} with ${after.counts.dead} dead node(s) left.`);
         return EXIT.ok;
       }
       default:
@@ -81,17 +82,27 @@ export async function gateCommand(action: 'pause' | 'approve' | 'reject' | 'resu
   return withStore(flags, async (store) => {
     const run = await requireRun(store, runId);
     if (action === 'pause') {
-      const changed = await store.setRunState(runId, 'paused', { from: ['running'], reason: 'paused by a person (`rlm pause`)' });
-      print(changed ? `Run ${runId} paused; workers finish their steps in flight and stop.` : `Run ${runId} is ${run.state}, not running.`);
+      const changed = await store.setRunState(runId, 'paused', { from: ['running'], reason: `${PERSON_PAUSE} (\`rlm pause\`)` });
+      print(
+        changed
+          ? `Run ${runId} paused: within one commit group its workers start no new step, finish those in flight and hand the rest back; \`rlm resume ${runId}\` lifts it.`
+          : `Run ${runId} is ${run.state}, not running.`,
+      );
       return EXIT.ok;
     }
     if (action === 'resume') {
       const changed = await store.setRunState(runId, 'running', { from: ['paused'] });
-      print(changed ? `Run ${runId} may run again: \`rlm run <module> --run ${runId}\`.` : `Run ${runId} is ${run.state}, not paused.`);
+      // Parked nodes and nothing else to run: the run is paused again, for them.
+      const after = changed ? await store.settleRun(runId) : run;
+      if (!changed) print(`Run ${runId} is ${run.state}, not paused.`);
+      else if (after?.state === 'paused') print(`Run ${runId} resumed, and paused again: ${after.pauseReason}.`);
+      else print(`Run ${runId} resumed: its workers go on (or \`rlm run <module> --run ${runId}\`).`);
       return EXIT.ok;
     }
     const n = await store.decideParked(runId, await targets(store, runId, ids, flags, 'parked'), action);
-    print(`${n} parked node(s) ${action === 'approve' ? 'approved' : 'rejected'}.`);
+    const after = await requireRun(store, runId);
+    const held = after.state === 'paused' && isPersonPause(after.pauseReason) ? ` The run stays paused by a person: \`rlm resume ${runId}\` lifts it.` : '';
+    print(`${n} parked node(s) ${action === 'approve' ? 'approved' : 'rejected'}.${held}`);
     return EXIT.ok;
   });
 }

@@ -5,10 +5,12 @@ import { redactUrl } from '../store/open.js';
 import { EXIT, type ExitCode } from './common.js';
 import { cancelCommand, dlqCommand, gateCommand } from './dlq.js';
 import { inspectCommand } from './inspect.js';
+import { budgetCommand, cancelRunCommand, purgeCommand, rmCommand } from './lifecycle.js';
 import { resultsCommand } from './results.js';
 import { runCommand, workerCommand } from './run.js';
 import { compactCommand, doctorCommand, snapshotCommand } from './snapshot.js';
 import { statusCommand } from './status.js';
+import { workersCommand } from './workers.js';
 
 function int(name: string, min = 0) {
   return (value: string): number => {
@@ -31,7 +33,8 @@ function engineFlags(command: Command): Command {
     .option('--grace-ms <ms>', 'graceful stop: time for in-flight steps (default 10000)', int('--grace-ms', 0))
     .option('--compact-every <commits>', 'prune finished subtrees every N group commits, so the store stays bounded', int('--compact-every', 1))
     .option('--max-rss <mb>', 'stop gracefully past this resident set size, exit 75', int('--max-rss', 1))
-    .option('--metrics-port <port>', 'serve Prometheus metrics on 127.0.0.1:<port>/metrics', int('--metrics-port', 0));
+    .option('--metrics-port <port>', 'serve Prometheus metrics on 127.0.0.1:<port>/metrics', int('--metrics-port', 0))
+    .option('--otlp <url>', 'export a span per step over OTLP/HTTP to this collector (e.g. http://127.0.0.1:4318)');
 }
 
 /** Parses argv, runs one command, returns its exit code. Errors print one line, with no stack trace. */
@@ -55,7 +58,9 @@ export async function main(argv: string[]): Promise<ExitCode> {
       .option('--context <json>', 'context inherited by every node, as JSON')
       .option('--run <id>', 'run id: resumes the run if it exists, else names the new one')
       .option('--workers <n>', 'supervise N worker processes, restarting any that die', int('--workers', 0))
-      .option('--budget <n>', 'most nodes the run may create; past it the run pauses', int('--budget', 1)),
+      .option('--budget <n>', 'most nodes the run may create; past it the run pauses (on a resumed run: sets its budget)', int('--budget', 1))
+      .option('--restart', 'with --run ID: throw the run\'s nodes away and start it again from its root input')
+      .option('--force', 'with --restart: even while live workers hold leases on the run'),
   ).action((module: string, flags) => set(runCommand(module, flags)));
 
   engineFlags(program.command('worker <module>').description('join as a worker for every run of the task in the store')).action((module: string, flags) =>
@@ -64,10 +69,21 @@ export async function main(argv: string[]): Promise<ExitCode> {
 
   program
     .command('status [id]')
-    .description('state, counts per node state, rate, depth histogram and DLQ size (all runs without an id)')
+    .description('state, counts per node state, rate, depth histogram and DLQ size (all runs, newest first, without an id)')
     .addOption(storeOption())
     .option('--json', 'stable JSON output')
+    .option('--limit <n>', 'runs per page when listing (default 50)', int('--limit', 1))
+    .option('--offset <n>', 'runs to skip when listing (the next page)', int('--offset', 0))
+    .option('--state <state>', 'list only runs in this state: running, paused, completed, failed, cancelled')
     .action((id: string | undefined, flags) => set(statusCommand(id, flags)));
+
+  program
+    .command('workers')
+    .description('the live workers and the nodes each holds leased, per run')
+    .addOption(storeOption())
+    .option('--json', 'stable JSON output')
+    .option('--all', 'stopped and dead workers too')
+    .action((flags) => set(workersCommand(flags)));
 
   program
     .command('results <id>')
@@ -97,7 +113,7 @@ export async function main(argv: string[]): Promise<ExitCode> {
   for (const action of ['pause', 'resume'] as const) {
     program
       .command(`${action} <id>`)
-      .description(action === 'pause' ? 'pause a run: workers stop claiming its nodes' : 'let a paused run run again')
+      .description(action === 'pause' ? 'pause a run: within one commit group no worker starts a new step of it' : 'lift a pause (only this, or the dashboard, lifts a person’s pause)')
       .addOption(storeOption())
       .action((id: string, flags) => set(gateCommand(action, id, [], flags)));
   }
@@ -112,10 +128,31 @@ export async function main(argv: string[]): Promise<ExitCode> {
   }
 
   program
-    .command('cancel <id> <node>')
-    .description('cancel the unfinished part of a subtree (into the DLQ, where `dlq retry --subtree` redrives it)')
+    .command('cancel <id> [node]')
+    .description('cancel a whole run (state cancelled), or with NODE the unfinished part of a subtree (into the DLQ, where `dlq retry --subtree` redrives it)')
     .addOption(storeOption())
-    .action((id: string, node: string, flags) => set(cancelCommand(id, node, flags)));
+    .action((id: string, node: string | undefined, flags) => set(node === undefined ? cancelRunCommand(id, flags) : cancelCommand(id, node, flags)));
+
+  program
+    .command('rm <ids...>')
+    .description('delete runs and everything they own (nodes, effects, emitted records)')
+    .addOption(storeOption())
+    .option('--force', 'even while live workers hold leases on the run')
+    .action((ids: string[], flags) => set(rmCommand(ids, flags)));
+
+  program
+    .command('purge')
+    .description('delete finished runs (completed, failed, cancelled) that finished longer ago than --older-than')
+    .addOption(storeOption())
+    .option('--older-than <duration>', 'such as 7d, 12h, 30m')
+    .option('--json', 'print the deleted run ids as a JSON array')
+    .action((flags) => set(purgeCommand(flags)));
+
+  program
+    .command('budget <id> <n>')
+    .description("set a run's node budget; raise it, then `rlm approve ID --all` lets parked nodes run on")
+    .addOption(storeOption())
+    .action((id: string, n: string, flags) => set(budgetCommand(id, n, flags)));
 
   program
     .command('snapshot <id> <file>')

@@ -6,12 +6,14 @@ import { UsageError } from '../engine/errors.js';
 import type { EngineOptions } from '../engine/options.js';
 import { createLogger, type Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
+import type { OtlpExport } from '../observe/otlp.js';
 import { failpoints } from '../failpoints.js';
-import type { RunRecord, Store } from '../store/store.js';
+import { isPersonPause, type RunRecord, type Store } from '../store/store.js';
 import { payloadView } from '../engine/json-view.js';
 import { EXIT, type ExitCode, type GlobalFlags, openWorkStore, parseJson, print, storeUrl } from './common.js';
 import { loadTask } from './load-task.js';
 import { ProgressBar } from './progress.js';
+import { resumeNote } from './resume-note.js';
 
 export interface RunFlags extends GlobalFlags {
   input?: string;
@@ -20,6 +22,8 @@ export interface RunFlags extends GlobalFlags {
   concurrency?: number;
   workers?: number;
   budget?: number;
+  restart?: boolean;
+  force?: boolean;
   maxRss?: number;
   metricsPort?: number;
   commitEvery?: number;
@@ -28,6 +32,7 @@ export interface RunFlags extends GlobalFlags {
   heartbeatMs?: number;
   graceMs?: number;
   compactEvery?: number;
+  otlp?: string;
 }
 
 export function engineOptions(flags: RunFlags): EngineOptions {
@@ -43,11 +48,12 @@ export function engineOptions(flags: RunFlags): EngineOptions {
   };
 }
 
-/** Exit code for how a run ended (SPEC): 0 completed, 3 dead-lettered nodes, 4 paused, 130/143/75 stopped. */
+/** Exit code for how a run ended (SPEC): 0 completed, 3 dead-lettered nodes, 4 paused, 5 cancelled, 130/143/75 stopped. */
 export function exitCodeFor(outcome: Pick<RunOutcome, 'state' | 'counts' | 'stoppedBy'>, signal: NodeJS.Signals | null): ExitCode {
   if (outcome.stoppedBy === 'rss') return EXIT.rss;
   if (outcome.stoppedBy === 'signal' && outcome.state === 'running') return signal === 'SIGINT' ? EXIT.sigint : EXIT.sigterm;
   if (outcome.state === 'paused') return EXIT.paused;
+  if (outcome.state === 'cancelled') return EXIT.cancelled;
   if (outcome.counts.dead > 0 || outcome.state === 'failed') return EXIT.dead;
   if (outcome.state === 'completed') return EXIT.ok;
   return signal === 'SIGINT' ? EXIT.sigint : signal ? EXIT.sigterm : EXIT.failure;
@@ -58,14 +64,46 @@ function report(run: RunRecord, outcome: { state: string }): void {
   const summary = `run ${run.id}: ${outcome.state}; ${c.done} done, ${c.dead} dead, ${c.parked} parked, ${c.pending + c.running + c.waiting} unfinished`;
   process.stderr.write(`${summary}${run.pauseReason ? ` (paused: ${run.pauseReason})` : ''}\n`);
   if (c.dead > 0) process.stderr.write(`  ${c.dead} node(s) in the dead-letter queue: \`rlm dlq list ${run.id}\`, then \`rlm dlq retry ${run.id} --all\` once fixed.\n`);
-  if (run.state === 'paused') process.stderr.write(`  Decide with \`rlm approve ${run.id} --all\` or \`rlm reject ${run.id} --all\`, then resume with \`rlm run <module> --run ${run.id}\`.\n`);
+  if (run.state === 'cancelled') {
+    process.stderr.write(`  \`rlm run <module> --run ${run.id} --restart\` starts it again from its root input; \`rlm rm ${run.id}\` deletes it.\n`);
+  } else if (run.state === 'paused' && isPersonPause(run.pauseReason)) {
+    process.stderr.write(`  \`rlm resume ${run.id}\` lifts the pause; then \`rlm run <module> --run ${run.id}\` (or any worker) goes on.\n`);
+  } else if (run.state === 'paused') {
+    process.stderr.write(
+      `  Decide with \`rlm approve ${run.id} --all\` or \`rlm reject ${run.id} --all\` (raise a node budget first with \`rlm budget ${run.id} N\`), then resume with \`rlm run <module> --run ${run.id}\`.\n`,
+    );
+  }
 }
 
-/** Metrics cost a little on every step: they are collected only when `--metrics-port` serves them. */
+/**
+ * Metrics cost a little on every step: they are collected only when `--metrics-port` serves them, or when a
+ * supervisor serving them asks this worker process for its own (RLM_METRICS_IPC).
+ */
 async function serveMetrics(port: number | undefined): Promise<{ metrics?: Metrics; server?: Server }> {
-  if (port === undefined) return {};
+  if (port === undefined) {
+    if (process.env.RLM_SUPERVISED !== '1' || process.env.RLM_METRICS_IPC !== '1') return {};
+    const observe = await import('../observe/metrics.js');
+    const metrics = new observe.Metrics();
+    observe.answerMetricsRequests(metrics);
+    return { metrics };
+  }
   const metrics = new (await import('../observe/metrics.js')).Metrics();
   return { metrics, server: await metrics.serve(port) };
+}
+
+/** `--otlp URL`: spans exported over OTLP/HTTP; the SDK packages are loaded only then. */
+async function startTracing(flags: RunFlags, logger: Logger, task: string): Promise<OtlpExport | undefined> {
+  if (flags.otlp === undefined) return undefined;
+  return (await import('../observe/otlp.js')).startOtlp(flags.otlp, logger, task);
+}
+
+/** The run gauges of one run, read from the store when scraped. */
+function watchRun(metrics: Metrics | undefined, store: Store, runId: () => string | undefined): void {
+  metrics?.watchRuns(async () => {
+    const id = runId();
+    const run = id === undefined ? undefined : await store.getRun(id);
+    return run ? [run] : [];
+  });
 }
 
 export async function runCommand(modulePath: string, flags: RunFlags): Promise<ExitCode> {
@@ -76,6 +114,9 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<E
   const supervised = process.env.RLM_SUPERVISED === '1';
   const logger = createLogger();
   survivePromisesLeftBehind(logger);
+  const supervisor = flags.workers !== undefined && flags.workers > 0 && !supervised;
+  // A supervisor runs no step: its workers export the spans.
+  const tracing = supervisor ? undefined : await startTracing(flags, logger, task.name);
   const { metrics, server } = await serveMetrics(flags.metricsPort);
   const store = await openWorkStore(flags, task);
   const engine = await openEngine({ store, ...engineOptions(flags), logger, metrics }).catch(async (error: unknown) => {
@@ -84,7 +125,10 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<E
   });
   let handle: RunHandle | undefined;
   let signal: NodeJS.Signals | null = null;
+  watchRun(metrics, engine.store, () => handle?.runId ?? flags.run);
+  let signalCount = 0;
   const onSignal = (received: NodeJS.Signals) => {
+    signalCount++;
     if (signal) {
       process.stderr.write(`\nSecond ${received}: stopping now.\n`);
       handle?.abort();
@@ -106,22 +150,35 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<E
   };
   process.on('exit', onExit);
   try {
-    const existing = flags.run ? await engine.store.getRun(flags.run) : undefined;
+    if (flags.restart && !flags.run) throw new UsageError('--restart needs --run ID: it starts that run again from its root input.');
+    let existing = flags.run ? await engine.store.getRun(flags.run) : undefined;
     if (existing) {
       if (input !== undefined && JSON.stringify(input) !== JSON.stringify(payloadView(existing.input))) {
         throw new UsageError(`Run ${existing.id} exists with another input; drop --input to resume it, or choose a new --run id.`);
       }
+      if (flags.restart) {
+        existing = await engine.store.restartRun(existing.id, { force: flags.force });
+        if (!supervised) process.stderr.write(`run ${existing.id} restarted from its root input\n`);
+      }
+      // --budget on a resumed run sets its node budget; parked nodes wait for `rlm approve` as before.
+      if (flags.budget !== undefined && !supervised) await engine.store.setNodeBudget(existing.id, flags.budget);
+    } else if (flags.restart) {
+      throw new UsageError(`No run ${flags.run} in the store to restart; drop --restart (and pass --input) to start it.`);
     } else if (input === undefined) {
       throw new UsageError(flags.run ? `No run ${flags.run} in the store; pass --input to start it.` : 'Pass --input JSON to start a run, or --run ID to resume one.');
     }
-    if (flags.workers !== undefined && flags.workers > 0 && !supervised) {
+    if (supervisor) {
+      if (existing && !flags.restart) process.stderr.write(await resumeNote(existing, engine.store));
       const runId = existing?.id ?? (await engine.create(task, input, { runId: flags.run, context: context as never, nodeBudget: flags.budget }));
-      return await supervise(modulePath, runId, flags, engine.store, () => signal);
+      return await supervise(modulePath, runId, flags, engine.store, () => signal, () => signalCount, metrics);
     }
     handle = existing ? await engine.resume(task, existing.id) : await engine.start(task, input, { runId: flags.run, context: context as never, nodeBudget: flags.budget });
+    // The run's check goes on beside the run: a store found damaged ends it with that error, after this note.
+    if (existing && !supervised && !flags.restart) process.stderr.write(await resumeNote(existing, engine.store));
     if (!supervised && !existing) process.stderr.write(`run ${handle.runId} started (resume it with --run ${handle.runId})\n`);
     if (signal) handle.stop();
-    const bar = !supervised && ProgressBar.enabled() ? new ProgressBar() : undefined;
+    const bar = !supervised && ProgressBar.enabled() ? new ProgressBar({ baseline: finishedOf(existing) }) : undefined;
+    if (bar) void engine.store.getRun(handle.runId).then((run) => run && bar.update(run));
     const timer = bar
       ? setInterval(() => {
           void engine.store.getRun(handle?.runId ?? '').then((run) => run && bar.update(run));
@@ -149,9 +206,15 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<E
     // A second signal during the close must find the handler, or it would kill the process with no exit code.
     await engine.close();
     await store.close();
+    await tracing?.shutdown();
     server?.close();
     endSignalHandling(onSignal);
   }
+}
+
+/** Nodes a run had finished before this process began: its progress line's rates count only what comes after. */
+function finishedOf(run: RunRecord | undefined): number {
+  return run ? run.counts.done + run.counts.dead : 0;
 }
 
 /**
@@ -179,11 +242,20 @@ function endSignalHandling(onSignal: (received: NodeJS.Signals) => void): void {
 }
 
 /** `--workers N`: N worker processes on one run; any that dies is restarted until the run ends. */
-async function supervise(modulePath: string, runId: string, flags: RunFlags, store: Store, stopSignal: () => NodeJS.Signals | null): Promise<ExitCode> {
+async function supervise(
+  modulePath: string,
+  runId: string,
+  flags: RunFlags,
+  store: Store,
+  stopSignal: () => NodeJS.Signals | null,
+  signals: () => number,
+  metrics: Metrics | undefined,
+): Promise<ExitCode> {
   const bin = fileURLToPath(new URL('../../bin/rlm.mjs', import.meta.url));
   const args = (): string[] => {
     const list = ['run', modulePath, '--run', runId, '--store', storeUrl(flags)];
-    // Every engine flag reaches the workers (a metrics port would collide between them: it stays here).
+    // Every engine flag reaches the workers. The metrics port stays here: the supervisor serves the run's gauges
+    // and the sum of its workers' counters and histograms, which it asks them for at each scrape.
     const pass: Array<[string, number | undefined]> = [
       ['--concurrency', flags.concurrency],
       ['--commit-every', flags.commitEvery],
@@ -195,39 +267,53 @@ async function supervise(modulePath: string, runId: string, flags: RunFlags, sto
       ['--compact-every', flags.compactEvery],
     ];
     for (const [flag, value] of pass) if (value !== undefined) list.push(flag, String(value));
+    if (flags.otlp !== undefined) list.push('--otlp', flags.otlp);
     return list;
   };
   const children = new Set<ChildProcess>();
+  const signalled = new Map<ChildProcess, number>();
+  watchRun(metrics, store, () => runId);
+  metrics?.aggregate(async () => (await import('../observe/metrics.js')).requestMetrics(children));
+  const env = { ...process.env, RLM_SUPERVISED: '1', ...(metrics ? { RLM_METRICS_IPC: '1' } : {}) };
   let restarts = 0;
   let ended = false;
   const start = (): void => {
-    const child = spawn(process.execPath, [bin, ...args()], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, RLM_SUPERVISED: '1' } });
+    const child = spawn(process.execPath, [bin, ...args()], { stdio: ['ignore', 'ignore', 'inherit', ...(metrics ? ['ipc' as const] : [])], env });
     children.add(child);
     child.on('exit', (code, signal) => {
       children.delete(child);
       if (ended || stopSignal()) return;
-      if (code === EXIT.ok || code === EXIT.dead || code === EXIT.paused) return;
+      if (code === EXIT.ok || code === EXIT.dead || code === EXIT.paused || code === EXIT.cancelled) return;
       restarts++;
       process.stderr.write(`\nworker ${child.pid} exited (${signal ?? code}); restarting it\n`);
       start();
     });
   };
   for (let i = 0; i < (flags.workers ?? 1); i++) start();
-  const bar = ProgressBar.enabled() ? new ProgressBar() : undefined;
   let run = await store.getRun(runId);
+  const bar = ProgressBar.enabled() ? new ProgressBar({ baseline: finishedOf(run) }) : undefined;
   for (;;) {
     await new Promise((resolve) => setTimeout(resolve, 200));
     run = await store.getRun(runId);
     if (run && bar) bar.update(run);
     const signal = stopSignal();
-    if (signal) for (const child of children) child.kill(signal);
+    // Each worker gets each signal the supervisor got once: a first one stops it gracefully, a second at once.
+    if (signal) {
+      for (const child of children) {
+        const sent = signalled.get(child) ?? 0;
+        if (sent >= signals()) continue;
+        signalled.set(child, sent + 1);
+        child.kill(signal);
+      }
+    }
     if (run?.state !== 'running' || (signal && children.size === 0)) break;
     if (children.size === 0) start();
   }
   ended = true;
   await Promise.all([...children].map((child) => new Promise((resolve) => child.once('exit', resolve))));
-  bar?.done();
   run = await store.getRun(runId);
+  if (run && bar) bar.update(run);
+  bar?.done();
   if (!run) return EXIT.failure;
   if (run.state === 'completed') print(JSON.stringify(payloadView(run.result)));
   if (restarts > 0) process.stderr.write(`${restarts} worker restart(s)\n`);
@@ -239,6 +325,7 @@ export async function workerCommand(modulePath: string, flags: RunFlags): Promis
   const task = await loadTask(modulePath);
   const logger = createLogger();
   survivePromisesLeftBehind(logger);
+  const tracing = await startTracing(flags, logger, task.name);
   const { metrics, server } = await serveMetrics(flags.metricsPort);
   const store = await openWorkStore(flags, task);
   const engine = await openEngine({ store, ...engineOptions(flags), logger, metrics }).catch(async (error: unknown) => {
@@ -246,6 +333,10 @@ export async function workerCommand(modulePath: string, flags: RunFlags): Promis
     throw error;
   });
   const worker = engine.work(task);
+  metrics?.watchRuns(async () => {
+    const live = await Promise.all([store.listRuns(1_000, { state: 'running' }), store.listRuns(1_000, { state: 'paused' })]);
+    return live.flat().filter((run) => run.task === task.name);
+  });
   let signal: NodeJS.Signals | null = null;
   const onSignal = (received: NodeJS.Signals) => {
     if (signal) {
@@ -264,6 +355,7 @@ export async function workerCommand(modulePath: string, flags: RunFlags): Promis
   } finally {
     await engine.close();
     await store.close();
+    await tracing?.shutdown();
     server?.close();
     endSignalHandling(onSignal);
   }

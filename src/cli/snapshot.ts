@@ -21,24 +21,29 @@ export async function snapshotCommand(runId: string, file: string, flags: Global
   });
 }
 
-interface Checkable {
-  integrityCheck(): string[];
-}
-
-/** Runs the store's own consistency check. */
+/**
+ * Checks the whole store: on SQLite the file itself, and on both stores every constraint, every stored value
+ * against its checksum and every counter against a recount (PostgreSQL also its tables, indexes and leases).
+ */
 export async function doctorCommand(flags: GlobalFlags): Promise<ExitCode> {
   return withStore(flags, async (store) => {
-    const check = (store as Partial<Checkable>).integrityCheck;
-    if (!check) {
+    if (!store.doctor) {
       print(`${store.description}: reachable, schema up to date.`);
       return EXIT.ok;
     }
-    const problems = check.call(store).filter((line) => line !== 'ok');
-    if (problems.length === 0) {
-      print(`${store.description}: integrity ok.`);
+    const report = await store.doctor();
+    const checked = Object.entries(report.checked)
+      .map(([what, n]) => `${n.toLocaleString('en-US')} ${what}`)
+      .join(', ');
+    for (const note of report.notes ?? []) print(`${store.description}: note: ${note}`);
+    if (report.problems.length === 0) {
+      print(`${store.description}: integrity ok (checked ${checked}).`);
       return EXIT.ok;
     }
-    print(`${store.description}: ${problems.length} problem(s):\n${problems.slice(0, 20).join('\n')}\nRestore from an \`rlm snapshot\` copy.`);
+    print(
+      `${store.description}: ${report.problems.length} problem(s) (checked ${checked}):\n${report.problems.join('\n')}\n` +
+        'Restore the store from an `rlm snapshot` copy (SQLite) or a backup (PostgreSQL); rlm refuses the damaged values and runs.',
+    );
     return EXIT.failure;
   });
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Json, Task } from '../task.js';
 import type { EmitRecord, NodeState, RunRecord, RunState, Store } from '../store/store.js';
+import { failpoints } from '../failpoints.js';
 import { context, traceparentOf } from '../observe/tracing.js';
 import { decode, encodeOptional } from './codec.js';
 import { ConfigError, NotFoundError, RlmError } from './errors.js';
@@ -21,6 +22,17 @@ export interface StartOptions {
   context?: Json;
   /** Most nodes the run may create; past it the rest is parked and the run pauses. */
   nodeBudget?: number;
+}
+
+export interface ResultsOptions {
+  /** Wait for more records until the run ends. */
+  follow?: boolean;
+  /** Start after this record sequence number. */
+  afterSeq?: number;
+  /** How often a follow looks for new records, in ms. @default 200 */
+  pollMs?: number;
+  /** Ends the stream at once (between records and while it waits for more). */
+  signal?: AbortSignal;
 }
 
 /** How a run ended, as far as this process saw it. */
@@ -62,7 +74,7 @@ export interface Engine {
   work<I, R>(task: Task<I, R>): { done: Promise<void>; stop(): void; abort(): void };
   getRun(runId: string): Promise<RunRecord>;
   /** The run's emitted records, in commit order; with `follow`, waits for more until the run ends. */
-  results(runId: string, options?: { follow?: boolean; afterSeq?: number; pollMs?: number }): AsyncIterable<{ seq: number; nodeId: number; record: unknown }>;
+  results(runId: string, options?: ResultsOptions): AsyncIterable<{ seq: number; nodeId: number; record: unknown }>;
   close(): Promise<void>;
 }
 
@@ -133,6 +145,7 @@ class RlmEngine implements Engine {
       nodeBudget: options.nodeBudget ?? null,
       passDead: runtime.passDead,
       traceparent: traceparentOf(context.active()),
+      estimate: runtime.estimateOf(input),
     });
     return runId;
   }
@@ -146,17 +159,27 @@ class RlmEngine implements Engine {
     if (run.taskVersion > runtime.version) {
       throw new ConfigError(`Run ${runId} was started by version ${run.taskVersion} of ${run.task}; this module is version ${runtime.version}. Deploy the newer module to resume it.`);
     }
+    // Once per resume, O(run), beside the run rather than before it: a run whose stored state does not add up
+    // is stopped, and never reports an outcome, right or wrong, before its check has passed.
+    const verified = this.store.verifyRun?.(runId);
+    verified?.catch(() => undefined);
+    // The estimate follows the code: a task that gained (or fixed) its `estimate` shows it on runs it resumes.
+    const estimate = runtime.task.estimate ? runtime.estimateOf(await runtime.prepare(decode(run.input), run.taskVersion)) : null;
+    if (estimate !== null && estimate !== run.estimate) await this.store.setRunEstimate(runId, estimate);
     if (run.state === 'failed' || run.state === 'completed') await this.store.settleRun(runId);
-    if (run.state === 'paused' && run.counts.parked === 0) await this.store.setRunState(runId, 'running', { from: ['paused'] });
-    return this.#work<R>(runtime, runId);
+    // A paused run stays paused (only an explicit resume, `rlm resume` or the dashboard, lifts a pause) and a
+    // cancelled one cancelled: the worker finds nothing to claim and ends at once, and the run's state says why.
+    return this.#work<R>(runtime, runId, verified);
   }
 
-  #work<R>(runtime: TaskRuntime, runId: string): RunHandle<R> {
+  #work<R>(runtime: TaskRuntime, runId: string, verified?: Promise<void>): RunHandle<R> {
     this.#assertOpen();
     const worker = new Worker({ store: this.store, task: runtime, options: this.options, runIds: [runId], untilRunsEnd: true });
+    verified?.catch((error: unknown) => worker.fail(error));
     const done = (async (): Promise<RunOutcome<R>> => {
       try {
         const stoppedBy = await worker.run();
+        await verified;
         const run = await this.getRun(runId);
         return {
           runId,
@@ -203,10 +226,12 @@ class RlmEngine implements Engine {
     return run;
   }
 
-  async *results(runId: string, options: { follow?: boolean; afterSeq?: number; pollMs?: number } = {}): AsyncIterable<{ seq: number; nodeId: number; record: unknown }> {
+  async *results(runId: string, options: ResultsOptions = {}): AsyncIterable<{ seq: number; nodeId: number; record: unknown }> {
     await this.getRun(runId);
     let after = options.afterSeq ?? 0;
+    const signal = options.signal;
     for (;;) {
+      if (signal?.aborted) return;
       const batch: EmitRecord[] = await this.store.readEmits(runId, after, 1000);
       for (const emit of batch) {
         after = emit.seq;
@@ -221,7 +246,16 @@ class RlmEngine implements Engine {
         if (rest.length === 0) return;
         continue;
       }
-      await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 200));
+      if (failpoints.active) failpoints.hit('results.waiting');
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', done);
+          resolve();
+        };
+        const timer = setTimeout(done, options.pollMs ?? 200);
+        signal?.addEventListener('abort', done, { once: true });
+      });
     }
   }
 

@@ -16,12 +16,15 @@ export type RlmErrorCode =
   | 'TIMEOUT'
   | 'CRASHED'
   | 'NON_RETRYABLE'
+  | 'RETRY_LATER'
   | 'HANDLER'
   | 'DEPTH'
   | 'FANOUT'
   | 'MIGRATION'
   | 'TASK_MODULE'
   | 'NOT_FOUND'
+  | 'RUN_BUSY'
+  | 'REFUSED'
   | 'VERSION';
 
 export class RlmError extends Error {
@@ -48,6 +51,30 @@ export class UsageError extends RlmError {
   override name = 'UsageError';
   constructor(message: string) {
     super(message, 'USAGE');
+  }
+}
+
+/** An operation that would delete a run's nodes while live workers hold leases on them. */
+export class RunBusyError extends RlmError {
+  override name = 'RunBusyError';
+  constructor(
+    readonly runId: string,
+    readonly leased: number,
+    what: string,
+  ) {
+    super(
+      `Run ${runId} has ${leased} node(s) leased by live workers; ${what} would pull them from under those workers. ` +
+        `Pause it first (\`rlm pause ${runId}\`) and wait for its workers to go idle, or pass --force.`,
+      'RUN_BUSY',
+    );
+  }
+}
+
+/** An operation the store refuses because of the state it found; the message says why and what to do instead. */
+export class RefusedError extends RlmError {
+  override name = 'RefusedError';
+  constructor(message: string) {
+    super(message, 'REFUSED');
   }
 }
 
@@ -91,6 +118,29 @@ export class NonRetryableError extends RlmError {
   override name = 'NonRetryableError';
   constructor(message: string, options?: ErrorOptions) {
     super(message, 'NON_RETRYABLE', options);
+  }
+}
+
+/**
+ * Throw from a handler to run the node again later: after `delay` ms, or at a Date. A durable timer: it
+ * survives crashes and restarts, and the node holds no worker slot while it waits. The attempt is not counted
+ * unless `charge` is set (a 429 with Retry-After is the service's pace, not the node's failure); a charged one
+ * counts toward `maxAttempts` like any failure and is recorded in the node's errors.
+ * ```ts
+ * if (res.status === 429) throw new RetryLater(Number(res.headers.get('retry-after') ?? 1) * 1000);
+ * ```
+ */
+export class RetryLater extends RlmError {
+  override name = 'RetryLater';
+  /** When the node may run again, in epoch ms. */
+  readonly at: number;
+  readonly charge: boolean;
+  constructor(delay: number | Date, options: { charge?: boolean; reason?: string } = {}) {
+    const at = delay instanceof Date ? delay.getTime() : Date.now() + delay;
+    if (!Number.isFinite(at)) throw new ConfigError(`RetryLater takes a delay in ms or a Date, got ${String(delay)}.`);
+    super(options.reason ?? `Retry after ${new Date(at).toISOString()}.`, 'RETRY_LATER');
+    this.at = at;
+    this.charge = options.charge ?? false;
   }
 }
 

@@ -25,6 +25,8 @@ export interface TaskRuntime {
   validate(input: unknown): unknown | Promise<unknown>;
   keyOf(input: unknown): string;
   priorityOf(input: unknown, depth: number, context: Json): number;
+  /** The task's `estimate` of a run's node count for this root input, rounded; null when it declares none. */
+  estimateOf(input: unknown): number | null;
 }
 
 function positiveInt(name: string, value: unknown, min: number): number {
@@ -45,6 +47,7 @@ export function taskRuntime(value: unknown): TaskRuntime {
   if (task.combine !== undefined && typeof task.combine !== 'function') throw new ConfigError(`Task ${task.name}: \`combine\` must be a function.`);
   if (task.key !== undefined && typeof task.key !== 'function') throw new ConfigError(`Task ${task.name}: \`key\` must be a function (input) => string.`);
   if (task.priority !== undefined && typeof task.priority !== 'function') throw new ConfigError(`Task ${task.name}: \`priority\` must be a function.`);
+  if (task.estimate !== undefined && typeof task.estimate !== 'function') throw new ConfigError(`Task ${task.name}: \`estimate\` must be a function (input) => number.`);
   const version = positiveInt(`${task.name}.version`, task.version ?? 1, 1);
   const limits = { ...DEFAULT_LIMITS };
   if (task.limits !== undefined) {
@@ -130,6 +133,19 @@ export function taskRuntime(value: unknown): TaskRuntime {
       const p: unknown = task.priority(input, { depth, context });
       if (typeof p !== 'number' || !Number.isFinite(p)) throw new RlmError(`priority() of ${task.name} must return a finite number, got ${String(p)}.`, 'INVALID_INPUT');
       return p;
+    },
+    estimateOf(input) {
+      if (!task.estimate) return null;
+      let n: unknown;
+      try {
+        n = task.estimate(input);
+      } catch (error) {
+        throw new ConfigError(`estimate() of ${task.name} threw: ${(error as Error)?.message ?? String(error)}; fix it, or remove \`estimate\` to show progress without a percentage.`, { cause: error });
+      }
+      if (typeof n !== 'number' || !Number.isFinite(n) || n < 1) {
+        throw new ConfigError(`Expected estimate() of ${task.name} to return a finite number >= 1 (the run's node count), got \`${String(n)}\` (${typeof n}).`);
+      }
+      return Math.min(Math.round(n), Number.MAX_SAFE_INTEGER);
     },
   };
 }

@@ -23,15 +23,16 @@
 import { randomUUID } from 'node:crypto';
 import type { Span } from '@opentelemetry/api';
 import type { ChildFailure, ChildSpec, Json, StepResult, TaskContext } from '../task.js';
-import type { CommitOp, CommitResult, ErrorEntry, LeasedNode, NewNode, Payload, Store, StepOp, StepOutcome } from '../store/store.js';
+import type { CommitOp, CommitResult, ErrorEntry, LeasedNode, NewNode, Payload, RunState, Store, StepOp, StepOutcome } from '../store/store.js';
 import { failpoints } from '../failpoints.js';
 import type { Logger } from '../observe/logger.js';
 import { silentLogger } from '../observe/logger.js';
 import { ATTR, SPAN } from '../observe/names.js';
-import { context, contextFromTraceparent, endSpan, startSpan, trace, tracingEnabled, traceparentOf } from '../observe/tracing.js';
+import { contextFromTraceparent, endSpan, startSpan, traceIdOf, tracingEnabled, traceparentOfSpan } from '../observe/tracing.js';
 import { type Codec, decode, encodeOptional } from './codec.js';
-import { describeThrown, NonRetryableError, RlmError, StaleLeaseError, StoreCorruptError, StoreIoError } from './errors.js';
+import { describeThrown, NonRetryableError, RetryLater, RlmError, StaleLeaseError, StoreCorruptError, StoreIoError } from './errors.js';
 import { FlightRecorder, readFlight } from './flight.js';
+import { BoundedMap } from './bounded-map.js';
 import { Frontier } from './frontier.js';
 import type { ResolvedEngineOptions } from './options.js';
 import { HOST, isProcessAlive, processStart } from './process-info.js';
@@ -69,6 +70,25 @@ interface WindowNode {
   context: Json;
   /** The context as stored, handed on to children that inherit it without re-encoding. */
   encodedContext: Payload | null;
+  /** A keyed child running before the commit that says whether its key was new (see #unconfirmed). */
+  unconfirmed?: Unconfirmed;
+  /** A speculative keyed child whose key existed: its outcome, and its children's, are thrown away. */
+  discarded?: boolean;
+  /** A speculative node's result, remembered for combines once its key is known to be new. */
+  result?: { value: unknown; bytes: number };
+}
+
+/** A keyed parent waiting here: its children's run-and-key ids in order, those not yet remembered, the node. */
+interface WaitingParent {
+  ids: string[];
+  pending: Set<string>;
+  node: WindowNode;
+}
+
+/** The commit that decides a speculative keyed child: the op that carries its row, and its verdict. */
+interface Unconfirmed {
+  op: CommitOp;
+  created: Deferred<boolean>;
 }
 
 /** Children of a waiting parent that finished in this process, kept so combine needs no read. */
@@ -130,9 +150,47 @@ export class Worker {
   #id = '';
   #window: Frontier<WindowNode>;
   readonly #suspects: WindowNode[] = [];
-  /** Keyed children born here, held until the commit tells whether they were created or were duplicates. */
-  readonly #limbo = new Map<number, WindowNode>();
+  /**
+   * Keyed children born here whose parent's group has not committed yet. They run at once, speculatively: a key
+   * this worker has not spawned before is almost always new. When the commit says the key existed, the node
+   * is discarded (its outcome, records and children are never written: the store rejects them, their rows
+   * do not exist), and before its first effect a speculative node waits for the verdict, so no effect ever
+   * runs for a duplicate.
+   */
+  readonly #unconfirmed = new Map<number, WindowNode>();
+  /**
+   * Per run, 30-bit hashes of the keys this worker has spawned or claimed. A key found here exists (or will,
+   * once its group commits): the child is written as pending, for the store to link to the existing node, and
+   * never runs here. A hash collision only sends a new child to the frontier instead of this window.
+   */
+  readonly #knownKeys = new Map<string, Set<number>>();
   readonly #joins = new Map<number, Join>();
+  /**
+   * A memoised DAG's combines, decided here. A shared child has several parents, so the store decides when a
+   * parent's last child is done — one commit per level of the DAG, a long chain of commits on a deep one. The
+   * worker also remembers the results of keyed nodes finished here (by run and key, only once their keys are
+   * known to be new) and the child keys of keyed parents waiting here. When every child of a waiting parent
+   * has a remembered result, the parent's combine runs at once and commits as StepOp.ifReady: the store
+   * applies it only if nothing the parent waits on is left by then, so a wave of combines up the DAG commits
+   * in one group. A parent the store made ready meanwhile keeps its lease and the combine's outcome (#ahead).
+   * A combine the store leases here reads the remembered results instead of the store. All bounded; a miss
+   * only takes the store's way.
+   */
+  readonly #keyedResults = new BoundedMap<string, unknown>({ maxEntries: KEYED_MEMORY.entries, maxBytes: KEYED_MEMORY.bytes });
+  readonly #keyedChildren = new BoundedMap<number, WaitingParent>({
+    maxEntries: KEYED_MEMORY.entries,
+    maxBytes: KEYED_MEMORY.bytes,
+    // The oldest parent goes first: one still waiting after so many others is likely blocked (a dead child).
+    onEvict: (parentId, entry) => this.#unlinkParent(parentId, entry),
+  });
+  /** Run and key → the waiting parents in #keyedChildren that list it. */
+  readonly #waitingOn = new Map<string, number[]>();
+  /** Combines started before the store made their node ready: their op (once produced) and the lease that came. */
+  readonly #ahead = new Map<number, { op: StepOp | null; leasedEpoch: number | null }>();
+  /** Nodes whose combine ran ahead and was rejected: their rejection is not a fencing. */
+  readonly #aheadRejected = new Set<number>();
+  /** Discarded speculative nodes whose rejected writes may still come back from a commit. */
+  readonly #discarded = new Set<number>();
   /**
    * Combines started before their parent's row was committed (it sits in the buffered group, waiting, with
    * every child finished in the same group): their outcome is merged into that row. If the group commits
@@ -158,6 +216,23 @@ export class Worker {
   readonly #controllers = new Set<AbortController>();
   #wake = new Deferred<void>();
   #stopping: StopReason | null = null;
+  /**
+   * Stopping at once (a second signal, or the grace period ran out): steps still in flight are handed back with
+   * their leases, uncounted, whatever they end with; a failure they report now is our shutdown, not theirs.
+   */
+  #aborting = false;
+  /**
+   * Runs a commit said are no longer running: paused or cancelled by a person, or ended. No step of theirs starts
+   * here; each of their nodes the window holds is handed back by a release op in the next group (see #handBack).
+   */
+  readonly #halted = new Set<string>();
+  /** Runs this worker has worked on, compacted every `compactEveryCommits` commits (all its runs under `rlm worker`). */
+  readonly #served = new Set<string>();
+  /**
+   * Runs with a node budget: their children go to the store's frontier rather than this window, so the store
+   * counts (and parks) each one before it runs; the budget holds exactly.
+   */
+  readonly #budgeted = new Set<string>();
   #fatal: unknown = null;
   #heartbeat: NodeJS.Timeout | null = null;
   #idNext = 0;
@@ -190,7 +265,7 @@ export class Worker {
       log: this.#log,
       controllers: this.#controllers,
       codec: this.#task.codec,
-      stopping: () => this.#stopping !== null,
+      stopping: () => this.#aborting,
       effect: (node, name, fn) => this.#effect(node, name, fn),
     };
   }
@@ -231,10 +306,17 @@ export class Worker {
     this.#signal();
   }
 
-  /** A second signal: abort in-flight steps now. */
+  /** A second signal: stop now. In-flight steps are aborted and handed back uncounted; finished ones commit. */
   abortNow(): void {
+    this.#aborting = true;
     for (const controller of this.#controllers) controller.abort(new RlmError('The worker is stopping.', 'HANDLER'));
-    this.stop('signal');
+    this.#stopping ??= 'signal';
+    this.#signal();
+  }
+
+  /** Stops the worker as a store failure would: nothing more commits, and run() rejects with `error`. */
+  fail(error: unknown): void {
+    this.#die(error);
   }
 
   #signal(): void {
@@ -265,7 +347,7 @@ export class Worker {
    * a node such a process was running alone when it died is blamed for the crash (see FlightRecorder).
    */
   async #reapDeadProcesses(): Promise<void> {
-    const workers = await this.#store.listWorkers();
+    const workers = await this.#store.listWorkers({ alive: true });
     this.#peers = workers.filter((w) => w.state === 'alive' && w.task === this.#task.name && w.id !== this.#id).length;
     const dead = workers.filter((w) => w.state === 'alive' && w.host === HOST && w.id !== this.#id && !isProcessAlive(w.pid, w.pidStart)).map((w) => w.id);
     const blame = dead.map(readFlight).filter((node): node is { id: number; epoch: number } => node !== null);
@@ -304,6 +386,12 @@ export class Worker {
   #die(error: unknown): void {
     if (!this.#fatal) this.#fatal = error;
     this.#stopping = 'error';
+    // Nothing commits from here on: every step waiting on a commit, or on its key's verdict, is let go.
+    for (const node of this.#unconfirmed.values()) this.#discard(node);
+    this.#unconfirmed.clear();
+    this.#nextCommit.reject(this.#fatal);
+    this.#nextCommit = new Deferred<CommitResult>();
+    for (const controller of this.#controllers) controller.abort(this.#fatal);
     this.#signal();
   }
 
@@ -311,7 +399,13 @@ export class Worker {
   #dropEverything(): void {
     this.#window = this.#newWindow();
     this.#suspects.length = 0;
-    this.#limbo.clear();
+    for (const node of this.#unconfirmed.values()) this.#discard(node);
+    this.#unconfirmed.clear();
+    this.#knownKeys.clear();
+    this.#keyedResults.clear();
+    this.#keyedChildren.clear();
+    this.#waitingOn.clear();
+    this.#ahead.clear();
     this.#joins.clear();
     this.#early.clear();
     this.#ops = [];
@@ -334,7 +428,7 @@ export class Worker {
         await this.#sleep();
         continue;
       }
-      if (this.#ops.length > 0 || this.#limbo.size > 0) {
+      if (this.#ops.length > 0) {
         await this.#commit();
         continue;
       }
@@ -350,13 +444,26 @@ export class Worker {
   }
 
   async #idle(): Promise<void> {
+    const wake = await this.#nextWake();
     if (this.#store.waitForWork) {
-      await Promise.race([this.#sleep(), this.#store.waitForWork(this.#o.pollMs * 10)]);
+      await Promise.race([this.#sleep(), this.#store.waitForWork(Math.min(this.#o.pollMs * 10, wake ?? Number.POSITIVE_INFINITY))]);
       return;
     }
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.#sleep(), new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#o.pollMs)))]);
+    await Promise.race([this.#sleep(), new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(this.#o.pollMs, wake ?? 0))))]);
     clearTimeout(timer);
+  }
+
+  /**
+   * With nothing to claim, how long until the earliest durable timer of this worker's runs, up to a second (a
+   * person's redrive or approve is seen within it); null when none waits. A run with only timers left then
+   * sleeps rather than polls.
+   */
+  async #nextWake(): Promise<number | null> {
+    if (!this.#runIds) return null;
+    let at = Number.POSITIVE_INFINITY;
+    for (const runId of this.#runIds) at = Math.min(at, (await this.#store.nextWake(runId))?.at ?? Number.POSITIVE_INFINITY);
+    return at === Number.POSITIVE_INFINITY ? null : Math.min(1_000, Math.max(1, at - Date.now()));
   }
 
   async #runsEnded(): Promise<boolean> {
@@ -376,17 +483,6 @@ export class Worker {
     return this.#peers > 0 && this.#frontierLow ? this.#busyRoom() : this.#o.windowSize;
   }
 
-  /**
-   * Keyed children wait in limbo for the commit that decides whether their keys exist. Once they fill an eighth
-   * of the window, the worker commits and starts no step until that commit lands. Steps started meanwhile would
-   * widen the tree held in memory (their children wait too, so the window is not worked depth-first) until
-   * children found no room left and went to the store's frontier, to come back through claims. An eighth ran
-   * the 1.1M-node keyed tree fastest (half: 25.2 s, a quarter: 17.7, an eighth: 17.4, a sixteenth: 18.4).
-   */
-  #limboFull(): boolean {
-    return this.#limbo.size * 8 >= this.#o.windowSize;
-  }
-
   /** Enough nodes to keep `concurrency` steps busy; a claim with peers takes no more, so nobody drains the frontier. */
   #busyRoom(): number {
     return Math.min(this.#o.windowSize, this.#o.concurrency * 4);
@@ -399,7 +495,12 @@ export class Worker {
       Math.max(1, Math.min(this.#o.claimBatch, (this.#peers > 0 ? this.#busyRoom() : this.#o.windowSize) - this.#window.size)),
     );
     this.stats.claimed += nodes.length;
-    for (const node of nodes) if (!this.#codeChecked.has(node.runId)) await this.#checkCode(node.runId);
+    for (const node of nodes) {
+      // Claims only lease nodes of running runs: a halted run that hands out nodes again was resumed.
+      if (this.#halted.size > 0) this.#halted.delete(node.runId);
+      this.#served.add(node.runId);
+      if (!this.#codeChecked.has(node.runId)) await this.#checkCode(node.runId);
+    }
     // The store returns the best first; a stack pops the last pushed, so push in reverse.
     for (let i = nodes.length - 1; i >= 0; i--) this.#admit(nodes[i] as LeasedNode);
     return nodes.length;
@@ -412,8 +513,10 @@ export class Worker {
    */
   async #checkCode(runId: string): Promise<void> {
     this.#codeChecked.add(runId);
+    const run = await this.#store.getRun(runId);
+    if (run && run.nodeBudget !== null) this.#budgeted.add(runId);
     const task = this.#task;
-    const before = await this.#store.recordRunCode(runId, { version: task.version, hash: task.codeHash, passDead: task.passDead });
+    const before = await this.#store.recordRunCode(runId, { version: task.version, hash: task.codeHash, passDead: task.passDead, workerId: this.#id });
     if (!before || before.version !== task.version || before.hash === task.codeHash) return;
     const message =
       `Task ${task.name} version ${task.version}: its code (run, combine, key or migrate) differs from the code that worked on run ${runId} before, ` +
@@ -464,6 +567,7 @@ export class Worker {
       }
     }
     node.orderKey = this.#task.order === 'dfs' ? -leased.id : leased.id;
+    if (this.#task.keyed) this.#keysOf(leased.runId).add(keyHash(leased.key));
     if (node.suspect) this.#suspects.push(node);
     else this.#window.push(node);
   }
@@ -473,12 +577,15 @@ export class Worker {
     if (this.#stopping || this.#isolating) return;
     // Backpressure: a full group waits while the store holds as many commits as it may, so memory stays bounded.
     if (this.#commitsInFlight >= this.#maxInFlight && this.#opSteps >= this.#o.commitEverySteps) return;
-    // Keyed children wait for a commit before they run (see #limboFull): past a point, so do new steps.
-    if (this.#limboFull()) return;
     if (this.#suspects.length > 0) {
       if (this.#inflight > 0) return;
-      this.#afterSuspects = true;
       const suspect = this.#suspects.shift() as WindowNode;
+      if (this.#halted.size > 0 && this.#halted.has(suspect.runId)) {
+        this.#handBack(suspect);
+        this.#fill();
+        return;
+      }
+      this.#afterSuspects = true;
       this.#isolating = true;
       this.#start(suspect);
       return;
@@ -491,8 +598,19 @@ export class Worker {
     while (this.#inflight < this.#o.concurrency) {
       const node = this.#window.pop();
       if (!node) return;
-      this.#start(node);
+      if (node.unconfirmed && this.#isDiscarded(node)) continue;
+      if (node.discarded) continue;
+      if (this.#halted.size > 0 && this.#halted.has(node.runId)) this.#handBack(node);
+      else this.#start(node);
     }
+  }
+
+  /**
+   * Hands a node of a halted run back to the frontier (pending, its attempt uncounted) with a release op in the
+   * next group. As an op it commits after the group that created its row, even when that group is still in flight.
+   */
+  #handBack(node: WindowNode): void {
+    this.#push(this.#stepOp(node, { type: 'release' }, node.attempts, [], []));
   }
 
   #start(node: WindowNode): void {
@@ -510,11 +628,7 @@ export class Worker {
     this.#inflight--;
     this.stats.steps++;
     if (node.suspect) this.#isolating = false;
-    if (
-      this.#opSteps >= this.#o.commitEverySteps ||
-      (this.#inflight === 0 && this.#window.size === 0 && this.#suspects.length === 0) ||
-      this.#limboFull()
-    ) {
+    if (this.#opSteps >= this.#o.commitEverySteps || (this.#inflight === 0 && this.#window.size === 0 && this.#suspects.length === 0)) {
       void this.#commit();
     } else if (!this.#commitTimer && this.#ops.length > 0) {
       this.#commitTimer = setTimeout(() => {
@@ -530,6 +644,11 @@ export class Worker {
   // ---------------------------------------------------------------- commit
 
   #push(op: CommitOp): Promise<CommitResult> {
+    if (this.#fatal) {
+      const failed = new Deferred<CommitResult>();
+      failed.reject(this.#fatal);
+      return failed.promise;
+    }
     if (op.kind === 'step') {
       const early = this.#early.get(op.nodeId);
       if (early && !this.#pushEarly(op, early)) return this.#nextCommit.promise;
@@ -619,34 +738,52 @@ export class Worker {
   }
 
   #afterCommit(ops: readonly CommitOp[], result: CommitResult): void {
+    if (result.runStates) this.#noteRunStates(result.runStates);
     const pending = result.frontier ? Object.values(result.frontier) : [];
     if (pending.length > 0) this.#frontierLow = pending.some((n) => n < this.#peers * this.#o.concurrency * 2);
-    if (result.rejected.length > 0) {
-      this.stats.fenced += result.rejected.length;
-      this.#o.metrics?.fenced.inc(result.rejected.length);
-      this.#log.warn({ nodes: result.rejected.slice(0, 20), count: result.rejected.length }, 'Step writes were rejected: their leases had moved on to another worker.');
+    const rejected = result.rejected.length > 0 ? new Set(result.rejected) : undefined;
+    if (this.#ahead.size > 0) this.#settleAhead(ops, rejected);
+    // A discarded speculative node's writes are rejected by design (its row never existed), and so is a combine
+    // run ahead whose node was not ready (see #settleAhead): neither is a fencing.
+    const fenced = result.rejected.filter((id) => !this.#discarded.delete(id) && !this.#aheadRejected.delete(id));
+    if (fenced.length > 0) {
+      // A fenced step's result may not be the one stored: forget every remembered result rather than guess.
+      this.#keyedResults.clear();
+      this.stats.fenced += fenced.length;
+      this.#o.metrics?.fenced.inc(fenced.length);
+      this.#log.warn({ nodes: fenced.slice(0, 20), count: fenced.length }, 'Step writes were rejected: their leases had moved on to another worker.');
     }
-    if (this.#limbo.size > 0) {
+    if (this.#unconfirmed.size > 0) {
       const duplicates = new Set(result.duplicates);
-      const rejected = new Set(result.rejected);
       for (const op of ops) {
         if (op.kind === 'effect') continue;
         for (const child of op.children) {
-          const node = this.#limbo.get(child.id);
+          const node = this.#unconfirmed.get(child.id);
           if (!node) continue;
-          this.#limbo.delete(child.id);
-          if (!duplicates.has(child.id) && !rejected.has(op.nodeId) && child.state === 'running') this.#window.push(node);
+          this.#unconfirmed.delete(child.id);
+          const created = !duplicates.has(child.id) && !rejected?.has(op.nodeId);
+          node.unconfirmed?.created.resolve(created);
+          node.unconfirmed = undefined;
+          if (created) {
+            if (node.result !== undefined) this.#remember(node, node.result.value, node.result.bytes);
+            node.result = undefined;
+            continue;
+          }
+          this.#discard(node);
           // A shared child finishes elsewhere (or has): the parent's combine reads its results from the store.
-          else this.#joins.delete(op.nodeId);
+          this.#joins.delete(op.nodeId);
         }
       }
     }
+    // Every verdict is in and nothing is in flight: no rejected write of a discarded node can come back.
+    if (this.#unconfirmed.size === 0 && this.#inflight === 0 && this.#commitsInFlight <= 1) this.#discarded.clear();
     if (this.#idEnd - this.#idNext < 16_384 && this.#spareIds.length === 0 && !this.#reserving) {
       this.#reserving = this.#reserveIds().finally(() => {
         this.#reserving = null;
       });
     }
     for (const leased of result.ready) {
+      if (this.#ahead.size > 0 && this.#aheadLeased(leased)) continue;
       const early = this.#early.get(leased.id);
       if (early) {
         early.node.epoch = leased.epoch;
@@ -664,16 +801,65 @@ export class Worker {
     }
   }
 
+  /** A commit tells the state of each run it wrote: a run no longer running starts no new step here. */
+  #noteRunStates(states: Record<string, RunState>): void {
+    for (const runId in states) {
+      if (states[runId] === 'running') {
+        this.#halted.delete(runId);
+      } else if (!this.#halted.has(runId)) {
+        this.#halted.add(runId);
+        // Its waiting parents' children are handed back: their joins would never fill here.
+        for (const [id, join] of this.#joins) if (join.node.runId === runId) this.#joins.delete(id);
+        const state = states[runId];
+        if (state === 'paused' || state === 'cancelled') this.#log.info({ runId, state }, `The run is ${state}; this worker starts no new step of it.`);
+      }
+    }
+  }
+
+  /**
+   * Throws a speculative node away: it does not run if it has not started, and when it ends its outcome is
+   * dropped (see #step). Writes of it already sent are rejected by the store and not counted as fencing.
+   */
+  #discard(node: WindowNode): void {
+    if (node.discarded) return;
+    node.discarded = true;
+    this.#discarded.add(node.id);
+    node.unconfirmed?.created.resolve(false);
+    // Its result is not the stored node's (another input may have the same key): never hand it to a combine.
+    node.result = undefined;
+    this.#keyedResults.delete(`${node.runId}\u0000${node.key}`);
+    this.#forgetParent(node.id);
+  }
+
+  /** Whether a speculative node, or the speculative node it was born of, was found to be a duplicate. */
+  #isDiscarded(node: WindowNode): boolean {
+    if (node.discarded) return true;
+    if (node.parentId === null || !this.#discarded.has(node.parentId)) return false;
+    this.#discard(node);
+    return true;
+  }
+
   /** Prunes finished subtrees of the runs this worker serves, so a long run's store stays bounded. */
   async #compact(): Promise<void> {
     if (!this.#store.compact) return;
-    for (const runId of this.#runIds ?? []) {
+    for (const runId of this.#runIds ?? [...this.#served]) {
       const { deleted, pruned } = await this.#store.compact(runId);
       this.#log.debug({ runId, deleted, pruned }, 'Compacted finished subtrees.');
+      // A run that ended has nothing more to prune once compacted.
+      if (!this.#runIds && this.#halted.has(runId)) this.#served.delete(runId);
     }
   }
 
   // ---------------------------------------------------------------- one step
+
+  async #markAlone(node: WindowNode | null): Promise<void> {
+    try {
+      await this.#store.markAlone?.(this.#id, node ? { id: node.id, epoch: node.epoch } : null);
+    } catch (error) {
+      // Without the mark a crash in this step blames nobody: the node stays a suspect and runs alone again.
+      this.#log.warn({ err: error }, 'Could not record the suspect this worker runs alone.');
+    }
+  }
 
   async #step(node: WindowNode): Promise<void> {
     const task = this.#task;
@@ -688,12 +874,18 @@ export class Worker {
       return;
     }
     const attempt = node.attempts + 1;
-    if (node.suspect) this.#flight.mark(node);
+    if (node.suspect) {
+      this.#flight.mark(node);
+      // In the store before the step starts: a worker on another host that takes this lease back once it
+      // expires charges the attempt (the flight recorder is seen only on this host).
+      await this.#markAlone(node);
+    }
     const started = this.#o.metrics ? performance.now() : 0;
     const span = this.#tracing
-      ? startSpan(node.phase === 'combine' ? SPAN.combine : SPAN.step, contextFromTraceparent(node.traceparent), {
+      ? startSpan(node.phase === 'combine' ? SPAN.combine : SPAN.step, contextFromTraceparent(node.traceparent, node.runId), {
           [ATTR.runId]: node.runId,
           [ATTR.nodeId]: node.id,
+          [ATTR.nodeKey]: node.key,
           [ATTR.depth]: node.depth,
           [ATTR.attempt]: attempt,
         })
@@ -712,12 +904,14 @@ export class Worker {
           step.abort(error);
           expire(error);
         }, limits.timeoutMs);
+        // The worker's heartbeat keeps the process up while it runs; a step left behind by a dead worker must not.
+        deadline.unref();
         work = Promise.race([work, expired]);
       }
       outcome = work instanceof Promise ? await work : work;
     } catch (thrown) {
       outcome = this.#failure(node, attempt, thrown);
-      if (outcome.type === 'dead' && (thrown as RlmError)?.code === 'INVALID_INPUT' && node.phase === 'run') attempts = node.attempts;
+      if ((outcome.type === 'dead' && (thrown as RlmError)?.code === 'INVALID_INPUT' && node.phase === 'run') || outcome.type === 'release') attempts = node.attempts;
       // A late handler may still touch these: the failed outcome gets fresh, empty ones.
       step.children = [];
       step.emits = [];
@@ -728,27 +922,170 @@ export class Worker {
       if (deadline) clearTimeout(deadline);
       if (node.suspect) this.#flight.mark(null);
     }
+    // Done with it, committed or not: a crash from here on (in the commit, say) is not the node's fault.
+    if (node.suspect) await this.#markAlone(null);
     if (span) endSpan(span);
     if (this.#o.metrics) {
       this.#o.metrics.stepDuration.observe((performance.now() - started) / 1000);
       this.#o.metrics.steps.inc({ outcome: outcome.type });
     }
     if (outcome.type === 'park') attempts = node.attempts;
-    this.#push(this.#stepOp(node, outcome, attempts, step.children, step.emits));
+    // Stopping at once: a failure now is most likely the abort of our own shutdown. The node stays leased and
+    // the release hands it back uncounted, as a crash would.
+    if (this.#aborting && (outcome.type === 'retry' || outcome.type === 'dead')) return;
+    // A speculative node whose key existed: nothing of it is written, and its children never run.
+    if (node.discarded) return;
+    const op = this.#stepOp(node, outcome, attempts, step.children, step.emits);
+    const ahead = this.#ahead.get(node.id);
+    if (ahead) {
+      if (ahead.leasedEpoch !== null) {
+        // The store made the node ready and leased it here while the combine ran: an ordinary outcome now.
+        op.epoch = ahead.leasedEpoch;
+        this.#ahead.delete(node.id);
+      } else if (outcome.type === 'done') {
+        op.ifReady = true;
+        ahead.op = op;
+      } else {
+        // A failed combine is not written ahead: the store makes the node ready, and it runs again, counted.
+        this.#ahead.delete(node.id);
+        return;
+      }
+    }
+    this.#push(op);
     if (outcome.type === 'done') this.#recordForJoin(node, step.value);
     else if (outcome.type === 'wait') this.#openJoin(node, step.children, step.born.length);
+    if (this.#task.keyed && this.#task.waits) this.#rememberKeyed(node, outcome, step);
     // Born-leased children may run before their parent's group commits, always in a later position of the
     // same or a later group; a commit that rejects the parent rejects them too, since their rows never existed.
     if (outcome.type === 'done' || outcome.type === 'wait') {
       for (const child of step.born) {
-        if (this.#task.keyed) this.#limbo.set(child.id, child);
-        else this.#window.push(child);
+        if (this.#task.keyed) {
+          child.unconfirmed = { op, created: new Deferred<boolean>() };
+          this.#unconfirmed.set(child.id, child);
+        }
+        this.#window.push(child);
       }
     }
   }
 
   #stepOp(node: WindowNode, outcome: StepOutcome, attempts: number, children: NewNode[], emits: Payload[]): StepOp {
     return { kind: 'step', runId: node.runId, nodeId: node.id, epoch: node.epoch, outcome, attempts, children, emits, waits: this.#task.waits, passDead: this.#task.passDead };
+  }
+
+  /** Keeps a keyed node's result, and a waiting keyed parent's child keys, for the combines that need them. */
+  #rememberKeyed(node: WindowNode, outcome: StepOutcome, step: Step): void {
+    if (outcome.type === 'done') {
+      const bytes = payloadBytes(outcome.result);
+      // A speculative node's result counts once its key is known to be new (see #afterCommit).
+      if (node.unconfirmed) node.result = { value: step.value ?? null, bytes };
+      else this.#remember(node, step.value ?? null, bytes);
+    } else if (outcome.type === 'wait' && node.spawned === 0) {
+      // A key listed twice is one child: the store returns it once.
+      const ids = [...new Set(step.children.map((child) => `${node.runId}\u0000${child.key}`))];
+      const pending = new Set<string>();
+      for (const id of ids) {
+        if (this.#keyedResults.has(id)) continue;
+        pending.add(id);
+        const parents = this.#waitingOn.get(id);
+        if (parents) parents.push(node.id);
+        else this.#waitingOn.set(id, [node.id]);
+      }
+      // What an entry holds besides the payloads: the node, its decoded input, the ids and their index entries.
+      this.#keyedChildren.set(node.id, { ids, pending, node }, payloadBytes(node.encodedInput) + payloadBytes(node.encodedContext) + 400 + ids.length * 160);
+    }
+  }
+
+  /** A keyed node's result, known to be stored (or to be, with its group): parents waiting on it may combine. */
+  #remember(node: WindowNode, value: unknown, bytes: number): void {
+    const id = `${node.runId}\u0000${node.key}`;
+    this.#keyedResults.set(id, value, bytes);
+    const parents = this.#waitingOn.get(id);
+    if (!parents) return;
+    this.#waitingOn.delete(id);
+    for (const parentId of parents) {
+      const entry = this.#keyedChildren.get(parentId);
+      if (!entry) continue;
+      entry.pending.delete(id);
+      if (entry.pending.size > 0) continue;
+      const results = this.#takeRemembered(parentId);
+      if (!results) continue;
+      const parent = entry.node;
+      this.#joins.delete(parent.id);
+      parent.phase = 'combine';
+      parent.attempts = 0;
+      parent.suspect = false;
+      parent.childResults = results;
+      this.#ahead.set(parent.id, { op: null, leasedEpoch: null });
+      this.#window.push(parent);
+    }
+  }
+
+  /** Forgets a waiting keyed parent; returns its children's results in order if every one is remembered. */
+  #takeRemembered(parentId: number): unknown[] | undefined {
+    const entry = this.#keyedChildren.get(parentId);
+    if (!entry) return undefined;
+    this.#forgetParent(parentId);
+    const results: unknown[] = [];
+    for (const id of entry.ids) {
+      // Forgotten meanwhile (the map is bounded): the store has it.
+      if (!this.#keyedResults.has(id)) return undefined;
+      results.push(this.#keyedResults.get(id));
+    }
+    return results;
+  }
+
+  #forgetParent(parentId: number): void {
+    const entry = this.#keyedChildren.get(parentId);
+    if (!entry) return;
+    this.#keyedChildren.delete(parentId);
+    this.#unlinkParent(parentId, entry);
+  }
+
+  #unlinkParent(parentId: number, entry: WaitingParent): void {
+    for (const id of entry.pending) {
+      const parents = this.#waitingOn.get(id);
+      if (!parents) continue;
+      const at = parents.indexOf(parentId);
+      if (at >= 0) parents.splice(at, 1);
+      if (parents.length === 0) this.#waitingOn.delete(id);
+    }
+  }
+
+  /**
+   * After a commit: each combine run ahead whose op was in it either stood (the node is done) or was rejected
+   * (the node was not ready). A rejected one whose node the store leased here since goes again as an ordinary
+   * outcome; otherwise the store makes the node ready in its own time. Results remembered may include the
+   * rejected combine's: forget them all rather than guess.
+   */
+  #settleAhead(ops: readonly CommitOp[], rejected: Set<number> | undefined): void {
+    for (const op of ops) {
+      if (op.kind !== 'step' || !op.ifReady) continue;
+      const ahead = this.#ahead.get(op.nodeId);
+      if (!ahead || ahead.op !== op) continue;
+      this.#ahead.delete(op.nodeId);
+      if (!rejected?.has(op.nodeId)) continue;
+      this.#aheadRejected.add(op.nodeId);
+      if (ahead.leasedEpoch !== null) this.#push({ ...op, epoch: ahead.leasedEpoch, ifReady: false });
+      else this.#keyedResults.clear();
+    }
+  }
+
+  /** The store leased a node whose combine runs ahead here: the combine keeps going under that lease. */
+  #aheadLeased(leased: LeasedNode): boolean {
+    const ahead = this.#ahead.get(leased.id);
+    if (!ahead) return false;
+    this.#joins.delete(leased.id);
+    if (ahead.op === null) {
+      ahead.leasedEpoch = leased.epoch;
+    } else if (this.#ops.includes(ahead.op)) {
+      ahead.op.epoch = leased.epoch;
+      ahead.op.ifReady = false;
+      this.#ahead.delete(leased.id);
+    } else {
+      // Sent already as ifReady, which will be rejected: #settleAhead sends it again under this lease.
+      ahead.leasedEpoch = leased.epoch;
+    }
+    return true;
   }
 
   /** A finished child whose parent waits here: keep its result for the parent's combine. */
@@ -758,7 +1095,8 @@ export class Worker {
     if (!join) return;
     if (join.results[node.ord] === undefined) join.remaining--;
     join.results[node.ord] = value ?? null;
-    if (join.remaining > 0) return;
+    // Keyed children are unconfirmed until the group commits; a combine must not see a duplicate's result.
+    if (join.remaining > 0 || this.#task.keyed) return;
     const row = this.#buffered.get(node.parentId);
     if (row?.state !== 'waiting') return;
     // Every child finished within the parent's own group: combine now, and write the parent once, done.
@@ -775,11 +1113,14 @@ export class Worker {
   }
 
   #failure(node: WindowNode, attempt: number, thrown: unknown): StepOutcome {
+    // The handler's own timer, uncounted: not a failure (a charged one is, at the time it asks for).
+    if (thrown instanceof RetryLater && !thrown.charge) return { type: 'release', availableAt: thrown.at };
     const described = describeThrown(thrown);
     const code = (thrown as RlmError)?.code;
     this.#o.metrics?.errors.inc({ code: described.code ?? 'HANDLER' });
     const error = this.#errorEntry(attempt, described);
     if (thrown instanceof StoreIoError || thrown instanceof StoreCorruptError) throw thrown;
+    if (thrown instanceof RetryLater && attempt < this.#task.limits.maxAttempts) return { type: 'retry', error, availableAt: thrown.at };
     const permanent =
       thrown instanceof NonRetryableError ||
       code === 'INVALID_INPUT' ||
@@ -875,6 +1216,8 @@ export class Worker {
       node.childResults = undefined;
       return results;
     }
+    const remembered = this.#task.keyed ? this.#takeRemembered(node.id) : undefined;
+    if (remembered) return remembered;
     const rows = await this.#store.childResults(node.id);
     return rows.map((row): unknown => {
       if (row.state === 'dead') return { failed: true, key: row.key, error: row.error ?? 'dead' } satisfies ChildFailure;
@@ -975,6 +1318,17 @@ export class Worker {
     return promise;
   }
 
+  /** The hashes of the keys this worker has spawned or claimed in a run (see #knownKeys). */
+  #keysOf(runId: string): Set<number> {
+    let known = this.#knownKeys.get(runId);
+    // Bounded: past it, forgetting costs only speculative runs of children whose keys existed.
+    if (!known || known.size >= KNOWN_KEYS_MAX) {
+      known = new Set();
+      this.#knownKeys.set(runId, known);
+    }
+    return known;
+  }
+
   #nextId(): number {
     if (this.#idNext >= this.#idEnd) throw new Error('No node ids reserved.');
     return this.#idNext++;
@@ -1053,11 +1407,34 @@ export class Worker {
       } catch (error) {
         return dead(error);
       }
+      if (spec.notBefore !== undefined) {
+        const at = spec.notBefore instanceof Date ? spec.notBefore.getTime() : spec.notBefore;
+        if (typeof at !== 'number' || !Number.isFinite(at)) {
+          return dead(new RlmError(`Child ${ord} of node ${parent.id}: notBefore must be a Date or epoch ms, got ${String(spec.notBefore)}.`, 'INVALID_INPUT'));
+        }
+        if (at > Date.now()) row.availableAt = at;
+      }
       if (depth > task.limits.maxDepth) {
         const error = new RlmError(`Child at depth ${depth} is deeper than limits.maxDepth (${task.limits.maxDepth}).`, 'DEPTH');
         return dead(error, task.depthPolicy === 'park' ? 'parked' : 'dead');
       }
-      if (this.#stopping || this.#window.size + born.length + this.#limbo.size >= this.#room()) {
+      if (row.keyed) {
+        const known = this.#keysOf(parent.runId);
+        const hash = keyHash(row.key);
+        // Spawned or claimed here before: it exists, or will once its group commits. The store links it.
+        if (known.has(hash)) {
+          row.state = 'pending';
+          row.known = true;
+          return row;
+        }
+        known.add(hash);
+      }
+      if (
+        this.#stopping ||
+        row.availableAt !== undefined ||
+        this.#window.size + born.length >= this.#room() ||
+        (this.#budgeted.size > 0 && this.#budgeted.has(parent.runId))
+      ) {
         row.state = 'pending';
         return row;
       }
@@ -1094,6 +1471,12 @@ export class Worker {
   // ---------------------------------------------------------------- effects
 
   async #effect<T>(node: WindowNode, name: string, fn: (idempotencyKey: string) => Promise<T> | T): Promise<T> {
+    if (node.unconfirmed) {
+      // A speculative node runs no effect before its key is known to be new: a duplicate's would run twice.
+      const { op, created } = node.unconfirmed;
+      while (this.#ops.includes(op)) await this.#commit();
+      if (!(await created.promise)) throw new RlmError(`Node ${node.id} was a duplicate of key ${JSON.stringify(node.key)}; its step is discarded.`, 'STALE_LEASE');
+    }
     const idempotencyKey = `${node.runId}:${node.key}:${name}`;
     const journaled = node.journalEmpty ? undefined : await this.#store.getEffect(node.runId, node.key, name);
     node.journalEmpty = false;
@@ -1116,15 +1499,13 @@ export class Worker {
     if (this.#fatal) return;
     if (failpoints.active) failpoints.hit('stop.begin');
     const deadline = Date.now() + this.#o.graceMs;
-    while (this.#inflight > 0 && Date.now() < deadline) {
+    while (this.#inflight > 0 && Date.now() < deadline && !this.#aborting) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([this.#sleep(), new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(1, deadline - Date.now()))))]);
       clearTimeout(timer);
       if (this.#fatal) return;
     }
-    if (this.#inflight > 0) {
-      for (const controller of this.#controllers) controller.abort(new RlmError('The worker is stopping.', 'HANDLER'));
-    }
+    if (this.#inflight > 0) this.abortNow();
     try {
       if (this.#committing) await this.#committing;
       await this.#commit();
@@ -1134,6 +1515,24 @@ export class Worker {
       if (!this.#fatal) this.#fatal = error;
     }
   }
+}
+
+/** Results of keyed nodes, and waiting keyed parents, a worker remembers for combines: at most this many, each. */
+const KEYED_MEMORY = { entries: 1 << 15, bytes: 16 * 2 ** 20 };
+
+/** What a stored payload takes, roughly, in memory: its length and an entry's overhead. */
+function payloadBytes(payload: Payload | null): number {
+  return (payload?.length ?? 0) + 48;
+}
+
+/** Keys remembered per run by a worker: about 40 MB of hashes at most. */
+const KNOWN_KEYS_MAX = 1 << 22;
+
+/** FNV-1a of a key, in 30 bits (a small integer to V8, so a Set of them stays compact). */
+function keyHash(key: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) hash = Math.imul(hash ^ key.charCodeAt(i), 0x01000193);
+  return hash & 0x3fffffff;
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
@@ -1165,7 +1564,6 @@ class Step implements TaskContext {
   readonly depth: number;
   readonly attempt: number;
   readonly context: Json;
-  readonly traceId: string;
   emits: Payload[] = [];
   children: NewNode[] = [];
   born: WindowNode[] = [];
@@ -1190,7 +1588,11 @@ class Step implements TaskContext {
     this.depth = node.depth;
     this.attempt = attempt;
     this.context = node.context;
-    this.traceId = span ? span.spanContext().traceId : (node.traceparent?.slice(3, 35) ?? '');
+  }
+
+  /** The run's trace: the span's, or (without an SDK) the one its traceparent or its run id names. */
+  get traceId(): string {
+    return this.#span ? this.#span.spanContext().traceId : traceIdOf(this.#node.traceparent, this.runId);
   }
 
   get signal(): AbortSignal {
@@ -1236,6 +1638,6 @@ class Step implements TaskContext {
 
   /** The traceparent children store: this step's span, or the node's own trace without an SDK. */
   childTraceparent(): string | null {
-    return this.#span ? traceparentOf(trace.setSpan(context.active(), this.#span)) : this.#node.traceparent;
+    return this.#span ? traceparentOfSpan(this.#span) : this.#node.traceparent;
   }
 }

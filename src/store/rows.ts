@@ -2,15 +2,19 @@
  * Rows of either store's schema as the Store interface's records. The schemas name their columns alike; a store
  * says how its payload and error columns read (`Columns`), and flags read as SQLite's 1 or PostgreSQL's true.
  */
+import type { Place } from './checksum.js';
 import type { ErrorEntry, LeasedNode, NodeRecord, NodeState, Payload, RunRecord, RunState, StateCounts, WorkerRecord } from './store.js';
+import { RefusedError } from '../engine/errors.js';
 
 export type Row = Record<string, unknown>;
 
-/** How a store's payload and error columns read. */
+/** How a store's payload and error columns read: each value checked against its checksum (see checksum.ts). */
 export interface Columns {
-  payload(value: unknown): Payload | null;
-  errors(value: unknown): ErrorEntry[];
+  payload(value: unknown, place: Place): Payload | null;
+  errors(value: unknown, place: Place): ErrorEntry[];
 }
+
+const at = (table: string, column: string, row: Row): Place => ({ table, column, row });
 
 /** The columns a lease needs: what `leasedFromRow` reads. */
 export const LEASED_COLUMNS =
@@ -42,8 +46,8 @@ export function leasedFromRow(row: Row, columns: Columns): LeasedNode {
     depth: row.depth as number,
     priority: row.priority as number,
     version: row.version as number,
-    input: columns.payload(row.input) ?? 'null',
-    context: columns.payload(row.context),
+    input: columns.payload(row.input, at('rlm_nodes', 'input', row)) ?? 'null',
+    context: columns.payload(row.context, at('rlm_nodes', 'context', row)),
     phase: row.phase as LeasedNode['phase'],
     attempts: row.attempts as number,
     epoch: row.epoch as number,
@@ -66,16 +70,16 @@ export function nodeFromRow(row: Row, columns: Columns): NodeRecord {
     version: row.version as number,
     state: row.state as NodeState,
     phase: row.phase as NodeRecord['phase'],
-    input: columns.payload(row.input),
-    context: columns.payload(row.context),
-    result: columns.payload(row.result),
+    input: columns.payload(row.input, at('rlm_nodes', 'input', row)),
+    context: columns.payload(row.context, at('rlm_nodes', 'context', row)),
+    result: columns.payload(row.result, at('rlm_nodes', 'result', row)),
     attempts: row.attempts as number,
     epoch: row.epoch as number,
     owner: (row.owner as string | null) ?? null,
     pendingChildren: row.pending_children as number,
     availableAt: row.available_at as number,
     parkReason: (row.park_reason as string | null) ?? null,
-    errors: columns.errors(row.errors),
+    errors: columns.errors(row.errors, at('rlm_nodes', 'errors', row)),
     traceparent: (row.traceparent as string | null) ?? null,
     createdAt: row.created_at as number,
     updatedAt: row.updated_at as number,
@@ -88,8 +92,8 @@ export function runFromRow(row: Row, columns: Columns): RunRecord {
     task: row.task as string,
     taskVersion: row.task_version as number,
     state: row.state as RunState,
-    input: columns.payload(row.input) ?? 'null',
-    result: columns.payload(row.result),
+    input: columns.payload(row.input, at('rlm_runs', 'input', row)) ?? 'null',
+    result: columns.payload(row.result, at('rlm_runs', 'result', row)),
     order: row.frontier_order as RunRecord['order'],
     nodeBudget: (row.node_budget as number | null) ?? null,
     nodeCount: row.node_count as number,
@@ -99,6 +103,8 @@ export function runFromRow(row: Row, columns: Columns): RunRecord {
     createdAt: row.created_at as number,
     updatedAt: row.updated_at as number,
     finishedAt: (row.finished_at as number | null) ?? null,
+    estimate: row.estimate === null || row.estimate === undefined ? null : Number(row.estimate),
+    lastWorker: typeof row.last_worker === 'string' ? { id: row.last_worker, at: Number(row.last_worker_at) } : null,
   };
 }
 
@@ -114,4 +120,12 @@ export function workerFromRow(row: Row): WorkerRecord {
     leaseUntil: row.lease_until as number,
     heartbeatAt: row.heartbeat_at as number,
   };
+}
+
+/** Why a dead node cannot be dropped under deadChildren 'wait'. */
+export function dropRefused(runId: string, nodeId: number, parentId: number): RefusedError {
+  return new RefusedError(
+    `Node ${nodeId} of run ${runId} cannot be dropped: its parent ${parentId} waits for it, and the task's deadChildren is 'wait', so the parent's combine would never run. ` +
+      `Redrive it (\`rlm dlq retry ${runId} ${nodeId}\`), cancel the parent's subtree, or give the task deadChildren: 'pass' so combine gets a ChildFailure for it.`,
+  );
 }

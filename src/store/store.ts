@@ -20,10 +20,25 @@
  * epoch + 1, marked suspect). Every write on a leased node names the epoch it was leased under; a write whose
  * epoch has moved on is rejected, never applied.
  */
+import type { DoctorReport } from './audit.js';
 
 export type NodeState = 'pending' | 'running' | 'waiting' | 'done' | 'dead' | 'parked';
 export type NodePhase = 'run' | 'combine';
 export type RunState = 'running' | 'paused' | 'completed' | 'failed' | 'cancelled';
+
+/**
+ * Pause reasons of a person's pause begin with this (`rlm pause` and the dashboard's pause button). Only an
+ * explicit resume lifts such a pause: approving parked nodes, resuming a run (`rlm run --run ID`) or restarting a
+ * worker never do.
+ */
+export const PERSON_PAUSE = 'paused by a person';
+
+export function isPersonPause(reason: string | null | undefined): boolean {
+  return reason?.startsWith(PERSON_PAUSE) === true;
+}
+
+/** How long the row of a worker that stopped or died is kept (for `rlm workers` and post-mortems), in ms. */
+export const WORKER_RETENTION_MS = 24 * 60 * 60 * 1000;
 
 export const NODE_STATES: readonly NodeState[] = ['pending', 'running', 'waiting', 'done', 'dead', 'parked'];
 
@@ -63,6 +78,8 @@ export interface NewRun {
    */
   passDead: boolean;
   traceparent: string | null;
+  /** The task's `estimate(input)`: how many nodes the run will have in all, when the task can tell. */
+  estimate?: number | null;
 }
 
 export interface RunRecord {
@@ -81,6 +98,10 @@ export interface RunRecord {
   createdAt: number;
   updatedAt: number;
   finishedAt: number | null;
+  /** Nodes the run is expected to have in all (the task's `estimate`), or null when its size is unknown. */
+  estimate: number | null;
+  /** The worker that last joined the run (recorded with its code) and when, or null before any did. */
+  lastWorker: { id: string; at: number } | null;
 }
 
 /** One attempt's failure, kept in a node's error history. */
@@ -139,10 +160,14 @@ export interface NewNode {
    */
   state: 'pending' | 'running' | 'dead' | 'parked' | 'done' | 'waiting';
   error: ErrorEntry | null;
+  /** A pending child's not-before time (epoch ms): no worker claims it earlier. */
+  availableAt?: number;
   /** For a child born `done` or `waiting`: its step's result and attempt count. */
   result?: Payload | null;
   attempts?: number;
   traceparent: string | null;
+  /** A keyed child whose key the worker has seen in the run: most likely a duplicate, so a store may look it up first. */
+  known?: boolean;
 }
 
 export type StepOutcome =
@@ -156,8 +181,11 @@ export type StepOutcome =
   | { type: 'dead'; error: ErrorEntry }
   /** Held for a person; `pauseRun` pauses the whole run (the fan-out alarm). */
   | { type: 'park'; reason: string; pauseRun: boolean }
-  /** Handed back unfinished (graceful stop): pending again, the attempt not counted. */
-  | { type: 'release' };
+  /**
+   * Handed back unfinished (graceful stop, or a handler's uncharged RetryLater): pending again, the attempt not
+   * counted; claimable from `availableAt` (epoch ms) when given.
+   */
+  | { type: 'release'; availableAt?: number };
 
 /** The finished step of a leased node. */
 export interface StepOp {
@@ -179,6 +207,13 @@ export interface StepOp {
    * stands only if that row was created (its parent's op was not rejected); its children and emits follow.
    */
   merged?: boolean;
+  /**
+   * A combine the worker ran before the store made its node ready: the node is waiting under `epoch`, and the
+   * op stands only if every child it waits on has finished by this point of the commit (earlier ops count).
+   * Then the node is done in this same commit and its own parents count it, so a wave of combines up a DAG
+   * commits in one group. Otherwise the op is rejected and the node is made ready the ordinary way.
+   */
+  ifReady?: boolean;
 }
 
 /** Part of a large fan-out, persisted before the step ends; the node stays leased. */
@@ -223,6 +258,11 @@ export interface CommitResult {
    * cost. A worker with peers shares its children through the frontier only while it runs low.
    */
   frontier?: Record<string, number>;
+  /**
+   * The state of each run the commit wrote, after it (read under the commit's own lock on the run, so at no extra
+   * cost): a worker learns within one group that a run was paused or cancelled, and starts no new step of it.
+   */
+  runStates?: Record<string, RunState>;
 }
 
 /** The task code that works on a run: its version and a hash of its functions (run, combine, key, migrate). */
@@ -231,6 +271,8 @@ export interface RunCode {
   hash: string;
   /** The task's `deadChildren: 'pass'` (see NewRun.passDead): recorded with the code, not compared. */
   passDead?: boolean;
+  /** The worker recording the code: kept as the run's last worker (RunRecord.lastWorker). */
+  workerId?: string;
 }
 
 export interface WorkerInfo {
@@ -247,6 +289,20 @@ export interface WorkerRecord extends WorkerInfo {
   state: 'alive' | 'stopped' | 'dead';
   leaseUntil: number;
   heartbeatAt: number;
+}
+
+/** Which runs `listRuns` and `countRuns` see. */
+export interface RunFilter {
+  state?: RunState;
+  /** Runs to skip, newest first (paging). */
+  offset?: number;
+}
+
+/** Nodes one worker holds leased in one run. */
+export interface WorkerLeases {
+  workerId: string;
+  runId: string;
+  nodes: number;
 }
 
 export interface ClaimFilter {
@@ -322,9 +378,17 @@ export interface Store {
 
   createRun(run: NewRun): Promise<RunRecord>;
   getRun(runId: string): Promise<RunRecord | undefined>;
-  listRuns(limit?: number): Promise<RunRecord[]>;
+  /** Runs, newest first: up to `limit` (default 100), skipping `filter.offset`, of `filter.state` when given. */
+  listRuns(limit?: number, filter?: RunFilter): Promise<RunRecord[]>;
+  /** How many runs `listRuns` would page through with this filter. */
+  countRuns(filter?: RunFilter): Promise<number>;
   /** Pauses, resumes or cancels a run; `from` makes it conditional. Returns whether it changed. */
   setRunState(runId: string, state: RunState, options?: { from?: readonly RunState[]; reason?: string | null }): Promise<boolean>;
+  /**
+   * Sets a run's node budget (null: none). Raising it lets parked nodes run once approved; children past the old
+   * budget that were parked stay parked until then. Returns the run's node count.
+   */
+  setNodeBudget(runId: string, budget: number | null): Promise<number>;
   /** Recomputes a run's state from its counters: completed, failed, or running again. */
   settleRun(runId: string): Promise<RunRecord | undefined>;
   /**
@@ -332,11 +396,19 @@ export interface Store {
    * one step: a worker compares the two to warn about code that changed while its `version` stayed the same.
    */
   recordRunCode(runId: string, code: RunCode): Promise<RunCode | null>;
+  /** Records the task's estimate of the run's node count (null: unknown), for progress readers without the task. */
+  setRunEstimate(runId: string, estimate: number | null): Promise<void>;
 
   registerWorker(info: WorkerInfo, leaseMs: number): Promise<void>;
   /** Extends the worker's leases. False when the worker was declared dead: it must drop everything it holds. */
   heartbeat(workerId: string, leaseMs: number): Promise<boolean>;
-  listWorkers(): Promise<WorkerRecord[]>;
+  /**
+   * Workers in the store, newest first; `alive` lists only live ones (what a heartbeat needs, bounded by the
+   * workers running now). Rows of workers gone for more than WORKER_RETENTION_MS are pruned at registration.
+   */
+  listWorkers(options?: { alive?: boolean }): Promise<WorkerRecord[]>;
+  /** Running nodes per worker and run: what each worker holds leased now. */
+  workerLeases(): Promise<WorkerLeases[]>;
   /**
    * Declares workers dead and takes their running nodes back (pending, epoch + 1, suspect). Only a worker
    * still `alive` whose lease ended before `expiredBefore`, or that is named in `deadIds`, is taken. A node in
@@ -344,6 +416,12 @@ export interface Store {
    * Returns the number of nodes taken back.
    */
   takeBack(options: { deadIds?: readonly string[]; expiredBefore?: number; blame?: readonly { id: number; epoch: number }[] }): Promise<number>;
+  /**
+   * Records which node the worker runs alone now (a suspect, under its epoch), or none. Written before the step
+   * starts: when the worker's process dies in that step, whoever takes its leases back (by a dead pid on this
+   * host, or by lease expiry from any host) charges that node one attempt in `takeBack`.
+   */
+  markAlone?(workerId: string, node: { id: number; epoch: number } | null): Promise<void>;
   /** Graceful stop: hands every node the worker holds back to the frontier without counting an attempt. */
   releaseWorker(workerId: string, nodes?: readonly { id: number; epoch: number }[]): Promise<void>;
 
@@ -369,7 +447,14 @@ export interface Store {
   readEmits(runId: string, afterSeq: number, limit: number): Promise<EmitRecord[]>;
   /** Counts of the subtree under a node, by state. */
   subtreeCounts(nodeId: number): Promise<StateCounts>;
+  /**
+   * The subtree's counts when it has at most `maxNodes` nodes, or null when it has more: reads at most
+   * `maxNodes + 1` nodes, so a caller with a time budget (the dashboard's tree) can tell small subtrees at once.
+   */
+  subtreeCountsUpTo(nodeId: number, maxNodes: number): Promise<StateCounts | null>;
   depthHistogram(runId: string): Promise<Array<{ depth: number; count: number }>>;
+  /** The run's durable timers: how many pending nodes wait for a time still to come, and the earliest one. */
+  nextWake(runId: string): Promise<{ at: number; nodes: number } | null>;
 
   /**
    * Prunes what no unfinished node needs: finished subtrees of unkeyed nodes under a finished parent are
@@ -382,9 +467,35 @@ export interface Store {
    * goes to the dead-letter queue with code CANCELLED, its leases fenced. `dlq retry --subtree` redrives it.
    */
   cancelSubtree?(runId: string, nodeId: number): Promise<number>;
+  /**
+   * Deletes a run and everything it owns (nodes, edges, effects, emitted records). Refuses a run whose nodes are
+   * leased by live workers (RunBusyError) unless `force`. Returns the number of nodes deleted.
+   */
+  deleteRun(runId: string, options?: { force?: boolean }): Promise<number>;
+  /** Deletes every finished run (completed, failed or cancelled) that finished before `finishedBefore` (epoch ms). Returns their ids. */
+  purgeRuns(finishedBefore: number): Promise<string[]>;
+  /**
+   * Starts a run again from its root input under the same id: its nodes, edges, effects and emitted records are
+   * deleted and a fresh root is created; the run is running again. Refuses live leases as deleteRun does.
+   */
+  restartRun(runId: string, options?: { force?: boolean }): Promise<RunRecord>;
   /** Dead nodes back to pending with a fresh attempt budget; returns how many. */
   redrive(runId: string, nodeIds: readonly number[] | 'all'): Promise<number>;
-  /** Removes dead nodes from the queue for good (they stay dead, marked dropped); returns how many. */
+  /**
+   * Checks a run's stored state once per resume, O(run), while the run goes on (it must not hold up the store's
+   * other calls): its counters against a recount of its rows, its columns against their constraints (on SQLite,
+   * the file's own consistency check, which covers those). Values are not read: every read checks its value's
+   * checksum. Rejects with StoreCorruptError saying what does not add up.
+   */
+  verifyRun?(runId: string): Promise<void>;
+  /** Checks the whole store (`rlm doctor`): every checksum, constraint and counter; reports what it found. */
+  doctor?(): Promise<DoctorReport>;
+  /**
+   * Removes dead nodes from the queue for good: they stay dead, marked dropped, and leave the run's dead count
+   * (so its exit code and status). A dead node whose parent waits on it under deadChildren 'wait' is refused
+   * (RefusedError): its parent's combine would never run. Under 'pass' the parent has its ChildFailure already.
+   * Returns how many were dropped.
+   */
   dropDead(runId: string, nodeIds: readonly number[] | 'all'): Promise<number>;
   /** Parked nodes: approve (pending again, fan-out allowed) or reject (dead). Returns how many. */
   decideParked(runId: string, nodeIds: readonly number[] | 'all', decision: 'approve' | 'reject'): Promise<number>;

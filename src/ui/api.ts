@@ -9,6 +9,7 @@
  */
 import { NotFoundError, RlmError } from '../engine/errors.js';
 import { payloadView } from '../engine/json-view.js';
+import { estimatedProgress } from '../observe/progress.js';
 import { redactUrl } from '../store/open.js';
 import type { NodeRecord, Payload, RunRecord, StateCounts, Store } from '../store/store.js';
 
@@ -51,10 +52,19 @@ export const CHILDREN_PAGE = 100;
 const MAX_NODE_IDS = 1_000;
 /** Time the children endpoint spends on subtree counts; the rest are fetched one by one by the page. */
 const SUBTREE_BUDGET_MS = 150;
+/**
+ * Largest subtree the children endpoint counts itself: a bigger one would hold the answer (and, on SQLite, the
+ * process) for as long as its walk takes, so the page asks for it on its own once the rows are shown.
+ */
+const INLINE_SUBTREE_NODES = 5_000;
+/** Largest run whose depth histogram (a scan of all its nodes) the run endpoint computes itself. */
+const INLINE_HISTOGRAM_NODES = 100_000;
 
 /** A value cached for a time that grows with what it cost to compute (20×, at least `minMs`). */
 class CostCache<K, V> {
   readonly #entries = new Map<K, { value: V; until: number }>();
+  /** Computations under way: a second caller waits for the first one's walk instead of starting its own. */
+  readonly #pending = new Map<K, Promise<V>>();
   constructor(
     readonly minMs: number,
     readonly maxEntries: number,
@@ -68,16 +78,33 @@ class CostCache<K, V> {
   async get(key: K, compute: () => Promise<V>): Promise<V> {
     const cached = this.peek(key);
     if (cached !== undefined) return cached;
+    const pending = this.#pending.get(key);
+    if (pending) return pending;
     const started = Date.now();
-    const value = await compute();
-    const now = Date.now();
+    const promise = compute().then(
+      (value) => {
+        this.put(key, value, Date.now() - started);
+        return value;
+      },
+      (error: unknown) => {
+        this.#pending.delete(key);
+        throw error;
+      },
+    );
+    this.#pending.set(key, promise);
+    return promise;
+  }
+
+  /** Keeps `value` for 20× the `costMs` it took (at least `minMs`). */
+  put(key: K, value: V, costMs: number): void {
+    this.#pending.delete(key);
     if (this.#entries.size >= this.maxEntries) this.#entries.clear();
-    this.#entries.set(key, { value, until: now + Math.max(this.minMs, 20 * (now - started)) });
-    return value;
+    this.#entries.set(key, { value, until: Date.now() + Math.max(this.minMs, 20 * costMs) });
   }
 
   clear(): void {
     this.#entries.clear();
+    this.#pending.clear();
   }
 }
 
@@ -190,8 +217,23 @@ export class DashboardApi {
     return seconds > 0 ? Math.max(0, Math.round((last.done - first.done) / seconds)) : null;
   }
 
+  /** `growing`, `shrinking` or `steady`: the frontier's mean over the last ten samples against the ten before. */
+  #trend(runId: string): 'growing' | 'shrinking' | 'steady' | null {
+    const ring = this.#samples.get(runId) ?? [];
+    if (ring.length < 4) return null;
+    const half = Math.min(10, Math.floor(ring.length / 2));
+    const mean = (from: number) => ring.slice(from, from + half).reduce((a, b) => a + b.frontier, 0) / half;
+    const before = mean(ring.length - 2 * half);
+    const change = mean(ring.length - half) - before;
+    if (Math.abs(change) < Math.max(5, before / 5)) return 'steady';
+    return change > 0 ? 'growing' : 'shrinking';
+  }
+
   #summary(run: RunRecord) {
     const elapsed = ((run.finishedAt ?? Date.now()) - run.createdAt) / 1000;
+    const rate = this.#rate(run);
+    const averageRate = elapsed > 0 ? Math.round(run.counts.done / elapsed) : 0;
+    const progress = estimatedProgress(run, rate);
     return {
       id: run.id,
       task: run.task,
@@ -201,8 +243,13 @@ export class DashboardApi {
       counts: run.counts,
       nodes: run.nodeCount,
       frontier: frontierOf(run.counts),
-      rate: this.#rate(run),
-      averageRate: elapsed > 0 ? Math.round(run.counts.done / elapsed) : 0,
+      frontierTrend: this.#trend(run.id),
+      rate,
+      averageRate,
+      estimate: progress.estimate,
+      percent: progress.percent,
+      etaSeconds: progress.etaSeconds,
+      pastEstimate: progress.pastEstimate,
       createdAt: iso(run.createdAt),
       updatedAt: iso(run.updatedAt),
       finishedAt: iso(run.finishedAt),
@@ -236,8 +283,10 @@ export class DashboardApi {
   async run(runId: string) {
     const run = await this.#run(runId);
     this.#record(run);
+    // A big run's histogram scans every node: the page asks for it apart, after the tree, so the scan never holds
+    // the run's first paint.
     const [depthHistogram, dead, parked] = await Promise.all([
-      this.#histograms.get(runId, () => this.#store.depthHistogram(runId)),
+      run.nodeCount <= INLINE_HISTOGRAM_NODES ? this.depths(runId) : (this.#histograms.peek(runId) ?? null),
       run.counts.dead > 0 ? this.#store.listNodes(runId, { state: 'dead', limit: LIST_ROWS + 1 }) : [],
       run.counts.parked > 0 ? this.#store.listNodes(runId, { state: 'parked', limit: LIST_ROWS + 1 }) : [],
     ]);
@@ -266,6 +315,11 @@ export class DashboardApi {
     };
   }
 
+  /** The run's nodes per depth (cached for 20× what the scan cost). */
+  depths(runId: string): Promise<Array<{ depth: number; count: number }>> {
+    return this.#histograms.get(runId, () => this.#store.depthHistogram(runId));
+  }
+
   /** A page of a node's children with their states, and their subtree counts as far as the time budget allows. */
   async children(runId: string, nodeId: number, offset: number, limit: number) {
     await this.#node(runId, nodeId);
@@ -275,7 +329,7 @@ export class DashboardApi {
     const deadline = Date.now() + SUBTREE_BUDGET_MS;
     const out = [];
     for (const child of children) {
-      const subtree = this.#subtrees.peek(child.id) ?? (Date.now() < deadline ? await this.#subtree(child.id) : null);
+      const subtree = this.#subtrees.peek(child.id) ?? (Date.now() < deadline ? await this.#smallSubtree(child.id) : null);
       out.push(treeRow(child, subtree));
     }
     return { nodeId, offset, children: out, more: rows.length > page };
@@ -283,6 +337,14 @@ export class DashboardApi {
 
   #subtree(nodeId: number): Promise<StateCounts> {
     return this.#subtrees.get(nodeId, () => this.#store.subtreeCounts(nodeId));
+  }
+
+  /** A subtree's counts if it is small enough to count now; null for a big one (the page asks for it apart). */
+  async #smallSubtree(nodeId: number): Promise<StateCounts | null> {
+    const started = Date.now();
+    const counts = await this.#store.subtreeCountsUpTo(nodeId, INLINE_SUBTREE_NODES);
+    if (counts) this.#subtrees.put(nodeId, counts, Date.now() - started);
+    return counts;
   }
 
   /** The root's subtree is the whole run, whose counters the store keeps: no need to walk it. */
@@ -340,6 +402,8 @@ export class DashboardApi {
     }
     const changed = await this.#store.setRunState(runId, 'running', { from: ['paused'] });
     if (!changed) throw new ApiError(409, `Run ${runId} is ${run.state}, not paused.`);
+    // Parked nodes and nothing else to run: the run is paused again, for them.
+    await this.#store.settleRun(runId);
     return { changed: 1, message: `Run ${runId} may run again: a worker of its task picks it up (\`rlm worker\`, or \`rlm run <module> --run ${runId}\`).` };
   }
 

@@ -161,14 +161,72 @@ export const PAGE_SCRIPT = String.raw`
       tiles.push(h('div', { class: 'tile', 'data-testid': 'count-nodes' }, [h('div', { class: 'n', text: num(run.nodes) }), h('div', { class: 'label', text: 'nodes' })]));
       tiles.push(h('div', { class: 'tile', 'data-testid': 'count-rate' }, [h('div', { class: 'n', text: run.rate === null ? '–' : num(run.rate) }), h('div', { class: 'label', text: 'nodes/s now (' + num(run.averageRate) + ' avg)' })]));
       $('tiles').replaceChildren(...tiles);
+      fitNumbers();
     }
+    if (changed('progress', [run.state, run.counts, run.estimate, run.percent, run.etaSeconds, run.frontier, run.frontierTrend, run.rate])) renderProgress(run);
     $('rate-now').textContent = run.rate === null ? '–' : num(run.rate) + '/s';
     $('frontier-now').textContent = num(run.frontier);
     lineChart($('chart-rate'), data.series.map((p) => ({ t: p.t, v: p.rate })), COLORS.running, '/s');
     lineChart($('chart-frontier'), data.series.map((p) => ({ t: p.t, v: p.frontier })), COLORS.waiting, '');
-    if (changed('depths', data.depthHistogram)) histogram($('depths'), data.depthHistogram);
+    if (data.depthHistogram !== null && changed('depths', data.depthHistogram)) histogram($('depths'), data.depthHistogram);
     if (changed('dlq', data.dlq)) renderDlq(data.dlq);
     if (changed('parked', data.parked)) renderParked(data.parked);
+  }
+
+  /** Shrinks a card's number until it fits its card (10,000,000 in the narrowest tile). */
+  function fitNumbers() {
+    for (const el of document.querySelectorAll('.tile .n')) {
+      el.style.fontSize = '';
+      let px = parseFloat(getComputedStyle(el).fontSize);
+      while (el.scrollWidth > el.clientWidth && px > 10) {
+        px -= 1;
+        el.style.fontSize = px + 'px';
+      }
+    }
+  }
+
+  function duration(seconds) {
+    const t = Math.max(0, Math.round(seconds));
+    const pad = (n) => String(n).padStart(2, '0');
+    if (t < 60) return t + 's';
+    if (t < 3600) return Math.floor(t / 60) + 'm ' + pad(t % 60) + 's';
+    if (t < 86400) return Math.floor(t / 3600) + 'h ' + pad(Math.floor((t % 3600) / 60)) + 'm';
+    return Math.floor(t / 86400) + 'd ' + pad(Math.floor((t % 86400) / 3600)) + 'h';
+  }
+
+  /** A percentage and an ETA when the task declares its size; otherwise only what is known and moving. */
+  function renderProgress(run) {
+    const box = $('progress');
+    const finished = run.counts.done + run.counts.dead;
+    const trend = run.frontierTrend ? ' (' + run.frontierTrend + ')' : '';
+    const facts = [num(finished) + ' finished', 'frontier ' + num(run.frontier) + trend, run.counts.dead ? num(run.counts.dead) + ' in the DLQ' : null];
+    const parts = [];
+    if (run.percent !== null) {
+      parts.push(h('div', { class: 'progress-bar' }, h('i', { style: 'width:' + run.percent + '%' })));
+      const eta = run.pastEstimate ? 'past the estimate' : run.etaSeconds !== null ? 'ETA ' + duration(run.etaSeconds) : run.state === 'running' ? 'ETA –' : null;
+      parts.push(h('div', { class: 'progress-text' }, [h('b', { 'data-testid': 'percent', text: run.percent.toFixed(1) + '%' }), ' of ' + num(run.estimate) + ' nodes (the task’s estimate)' + (eta ? ' · ' + eta : ''), ' · ' + facts.filter(Boolean).join(' · ')]));
+    } else {
+      parts.push(h('div', { class: 'progress-text' }, [h('b', { text: 'Size unknown' }), ' (the task declares no estimate) · ' + facts.filter(Boolean).join(' · ')]));
+    }
+    box.replaceChildren(...parts);
+  }
+
+  /** A big run's histogram is a scan of all its nodes: asked for apart, once at a time, after the tree has opened. */
+  let depthsBusy = false;
+  function wantDepths(runId) {
+    if (depthsBusy) return;
+    depthsBusy = true;
+    if (!ui.last.depths) histogram($('depths'), null);
+    setTimeout(async () => {
+      try {
+        const rows = await api(runPath(runId) + '/depths');
+        if (runId === ui.runId && changed('depths', rows)) histogram($('depths'), rows);
+      } catch {
+        // The next refresh asks again.
+      } finally {
+        depthsBusy = false;
+      }
+    }, 0);
   }
 
   function niceMax(m) {
@@ -178,6 +236,19 @@ export const PAGE_SCRIPT = String.raw`
     return 10 * p;
   }
   const axis = (v) => (v > 0 && v < 10 && v % 1 !== 0 ? v.toFixed(1) : num(v));
+  /** The width the chart's labels need on its left, measured in the page's font (estimated while hidden). */
+  function labelsWidth(svg, labels) {
+    let widest = 0;
+    for (const label of labels) {
+      const probe = s('text', { x: 0, y: -100 }, label);
+      svg.append(probe);
+      const w = probe.getComputedTextLength() || label.length * 7;
+      probe.remove();
+      widest = Math.max(widest, w);
+    }
+    return Math.ceil(widest) + 12;
+  }
+
   function size(svg) {
     const w = Math.max(200, Math.round(svg.clientWidth || 600));
     const hgt = Math.max(100, Math.round(svg.clientHeight || 160));
@@ -188,11 +259,12 @@ export const PAGE_SCRIPT = String.raw`
 
   function lineChart(svg, points, color, unit) {
     const [W, H] = size(svg);
-    const L = 52, R = 10, T = 10, B = 20;
+    const R = 10, T = 10, B = 20;
     const values = points.filter((p) => p.v !== null);
     const tMax = points.length ? points[points.length - 1].t : Date.now();
     const tMin = Math.min(points.length ? points[0].t : tMax, tMax - 60000);
     const max = niceMax(Math.max(0, ...values.map((p) => p.v)));
+    const L = labelsWidth(svg, [0, 0.5, 1].map((f) => axis(max * f) + unit));
     const x = (t) => L + ((t - tMin) / Math.max(1, tMax - tMin)) * (W - L - R);
     const y = (v) => T + (1 - v / max) * (H - T - B);
     for (const f of [0, 0.5, 1]) {
@@ -227,7 +299,12 @@ export const PAGE_SCRIPT = String.raw`
 
   function histogram(svg, rows) {
     const [W, H] = size(svg);
-    const L = 52, R = 10, T = 10, B = 20;
+    const R = 10, T = 10, B = 20;
+    let L = 40;
+    if (rows === null) {
+      svg.append(s('text', { x: W / 2, y: H / 2, 'text-anchor': 'middle' }, 'counting nodes per depth…'));
+      return;
+    }
     if (rows.length === 0) {
       svg.append(s('text', { x: W / 2, y: H / 2, 'text-anchor': 'middle' }, 'no nodes'));
       return;
@@ -242,6 +319,7 @@ export const PAGE_SCRIPT = String.raw`
     }
     const n = Math.ceil((maxDepth + 1) / width);
     const max = niceMax(Math.max(...bars.filter(Boolean)));
+    L = labelsWidth(svg, [0, 0.5, 1].map((f) => axis(max * f)));
     const slot = (W - L - R) / n;
     for (const f of [0, 0.5, 1]) {
       const yy = T + (1 - f) * (H - T - B);
@@ -327,7 +405,7 @@ export const PAGE_SCRIPT = String.raw`
     const line = h('div', { class: 'line' }, [twisty, badge, key, h('span', { class: 'nid', text: '#' + row.id }), counts]);
     const kids = h('ul', { hidden: true });
     const li = h('li', { 'data-testid': 'tree-node', 'data-node': row.id }, [line, kids]);
-    const item = { tree, id: row.id, li, line, twisty, badge, key, counts, kids, expanded: false, loaded: 0, children: new Map(), more: null, queued: false };
+    const item = { tree, id: row.id, li, line, twisty, badge, key, counts, kids, expanded: false, loaded: 0, children: new Map(), more: null, queued: false, counted: false };
     twisty.addEventListener('click', () => toggle(item));
     updateItem(item, row);
     return item;
@@ -342,7 +420,12 @@ export const PAGE_SCRIPT = String.raw`
       const total = STATES.reduce((a, k) => a + row.subtree[k], 0);
       item.twisty.classList.toggle('leaf', total <= 1);
       item.counts.replaceChildren(h('span', { text: countsText(row.subtree) }), countsBar(row.subtree));
-    } else wantSubtree(item);
+      item.counted = true;
+    } else {
+      // A big subtree is counted apart, after its row is shown; until then the row says so.
+      if (!item.counted) item.counts.replaceChildren(h('span', { class: 'counting', text: 'counting…' }));
+      wantSubtree(item);
+    }
   }
   function markCurrent() {
     for (const line of document.querySelectorAll('.tree .line.current')) line.classList.remove('current');
@@ -552,6 +635,7 @@ export const PAGE_SCRIPT = String.raw`
       ui.tree.force = false;
       await refreshTree(ui.tree.root);
     }
+    if (data.depthHistogram === null && runId === ui.runId) wantDepths(runId);
     markCurrent();
     if (ui.nodeId === null) {
       if (changed('detail', null)) $('detail').replaceChildren(h('div', { class: 'muted', text: 'Click a node in the tree, the DLQ or the parked list to see its input, context, result, attempts, errors and effects.' }));
@@ -573,7 +657,10 @@ export const PAGE_SCRIPT = String.raw`
   $('approve-all').addEventListener('click', (e) => act(e.currentTarget, 'approve', { all: true }, 'Approve every parked node of this run?'));
   $('reject-all').addEventListener('click', (e) => act(e.currentTarget, 'reject', { all: true }, 'Reject every parked node of this run into the dead-letter queue?'));
   window.addEventListener('hashchange', route);
-  window.addEventListener('resize', () => { ui.last.depths = null; });
+  window.addEventListener('resize', () => {
+    ui.last.depths = null;
+    fitNumbers();
+  });
 
   function loop() {
     if (!document.hidden) refresh();

@@ -59,9 +59,14 @@ main { padding: 18px 22px 40px; min-width: 0; }
 .btn.danger { color: #b91c1c; border-color: #fca5a5; }
 .btn.danger:hover { background: #fef2f2; }
 .btn.small { font-size: 12px; padding: 2px 9px; }
-.tiles { display: grid; grid-template-columns: repeat(auto-fill, minmax(118px, 1fr)); gap: 10px; margin-bottom: 14px; }
-.tile { background: var(--card); border: 1px solid var(--line); border-left: 4px solid #cbd5e1; border-radius: 8px; padding: 8px 12px; }
-.tile .n { font-size: 20px; font-weight: 650; font-variant-numeric: tabular-nums; }
+.tiles { display: grid; grid-template-columns: repeat(auto-fill, minmax(120px, 1fr)); gap: 10px; margin-bottom: 14px; }
+.tile { background: var(--card); border: 1px solid var(--line); border-left: 4px solid #cbd5e1; border-radius: 8px; padding: 8px 12px; min-width: 0; }
+.tile .n { font-size: 20px; font-weight: 650; font-variant-numeric: tabular-nums; white-space: nowrap; overflow: hidden; }
+.progress { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 8px 12px; margin-bottom: 14px; }
+.progress-bar { height: 8px; border-radius: 4px; background: #e8ebef; overflow: hidden; margin-bottom: 6px; }
+.progress-bar i { display: block; height: 100%; background: var(--done); }
+.progress-text { font-size: 13px; color: var(--muted); font-variant-numeric: tabular-nums; }
+.progress-text b { color: var(--text); font-size: 15px; }
 .tile .label { font-size: 12px; color: var(--muted); }
 .grid2 { display: grid; grid-template-columns: 1fr 1fr; gap: 14px; margin-bottom: 14px; }
 @media (max-width: 1100px) { .grid2 { grid-template-columns: 1fr; } }
@@ -96,6 +101,7 @@ td.acts .btn { margin-left: 4px; }
 .tree .nid { color: #9ca3af; font-size: 11px; }
 .tree .counts { margin-left: auto; display: flex; align-items: center; gap: 8px; color: var(--muted); font-size: 11.5px; white-space: nowrap; }
 .tree .counts .bar { width: 70px; margin-top: 0; }
+.tree .counts .counting { font-style: italic; }
 .tree .note { color: var(--muted); font-size: 12px; padding: 3px 30px; }
 .tree-scroll { max-height: 560px; overflow: auto; }
 .detail h3 { margin: 0 0 4px; font-size: 15px; display: flex; gap: 8px; align-items: center; }
@@ -153,6 +159,7 @@ export function renderPage(): string {
       </div>
       <div id="pause-reason" class="notice" data-testid="pause-reason" hidden></div>
       <div class="tiles" id="tiles" data-testid="counts"></div>
+      <div class="progress" id="progress" data-testid="progress"></div>
       <div class="grid2">
         <div class="card">
           <div class="card-h">Rate <span class="muted">nodes done per second</span><span class="right"><span class="big" id="rate-now">–</span></span></div>

@@ -3,7 +3,9 @@
  *
  * GET  /                                          the page
  * GET  /api/runs                                  runs, newest first, with live rates
- * GET  /api/runs/:run                             one run: counts, chart series, depth histogram, DLQ, parked nodes
+ * GET  /api/runs/:run                             one run: counts, progress, chart series, DLQ, parked nodes (and
+ *                                                 its depth histogram when small or counted already)
+ * GET  /api/runs/:run/depths                      the run's depth histogram (a scan of its nodes: asked for apart)
  * GET  /api/runs/:run/nodes/:node                 one node: input, context, result, attempts, errors, effects
  * GET  /api/runs/:run/nodes/:node/tree            the node as a tree row, with its subtree counts
  * GET  /api/runs/:run/nodes/:node/children        a page of its children (?offset=&limit=)
@@ -75,6 +77,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       if (runText === undefined) return sendJson(res, await api.overview());
       const runId = parseRunId(runText);
       if (sub === undefined) return sendJson(res, await api.run(runId));
+      if (sub === 'depths' && parts.length === 4) return sendJson(res, await api.depths(runId));
       if (sub !== 'nodes' || nodeText === undefined) throw new ApiError(404, `No API route ${url.pathname}.`);
       const nodeId = parseNodeId(nodeText);
       if (leaf === undefined) return sendJson(res, await api.node(runId, nodeId));

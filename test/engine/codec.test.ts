@@ -4,6 +4,7 @@
  * result); values that cannot be stored fail at the step that produced them; stored payloads decode whatever
  * codec the task names later.
  */
+import { seal } from '../../src/store/checksum.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { defineTask, type Engine, openEngine } from '../../src/index.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
@@ -144,7 +145,7 @@ describe('the msgpack codec through the engine', () => {
     const runId = await engine.create(task, { n: 1n, at: T0, tags: new Map(), blob: Buffer.from(''), depth: 0 });
     const db = (store as unknown as { db: { prepare(sql: string): { run(...a: unknown[]): unknown } } }).db;
     // A map of two entries, cut off before the first.
-    db.prepare('UPDATE rlm_nodes SET input = ? WHERE run_id = ?').run(Buffer.from([0xc1, 0x01, 0x82]), runId);
+    db.prepare('UPDATE rlm_nodes SET input = ? WHERE run_id = ?').run(seal(Buffer.from([0xc1, 0x01, 0x82])), runId);
     const out = await (await engine.resume(task, runId)).done;
     expect(out.state).toBe('failed');
     const [dead] = await store.listNodes(runId, { state: 'dead' });

@@ -1,7 +1,9 @@
+import { seal } from '../../src/store/checksum.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { defineTask, type Engine, NonRetryableError, openEngine } from '../../src/index.js';
+import { defineTask, type Engine, NonRetryableError, openEngine, RetryLater } from '../../src/index.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import type { RunRecord } from '../../src/store/store.js';
 import { tempDir } from '../helpers/temp.js';
 
 const fast = { leaseMs: 2_000, heartbeatMs: 200, pollMs: 10 };
@@ -39,6 +41,29 @@ describe('engine on SQLite', () => {
     expect(out.result).toBe(1365);
     expect(out.counts).toEqual({ pending: 0, running: 0, waiting: 0, done: 1365, dead: 0, parked: 0 });
     expect(store.recount(run.runId)).toEqual(out.counts);
+  });
+
+  it('keeps the task’s estimate with the run, sets it on resume when the task gained one, and refuses a bad one', async () => {
+    const sized = { ...tree, estimate: ({ fanout, depth }: { fanout: number; depth: number }) => (fanout ** (depth + 1) - 1) / (fanout - 1) };
+    const run = await engine.start(sized, { fanout: 3, depth: 2 });
+    await run.done;
+    expect((await engine.getRun(run.runId)).estimate).toBe(13);
+    const unsized = await engine.create(tree, { fanout: 2, depth: 2 });
+    expect((await engine.getRun(unsized)).estimate).toBeNull();
+    await (await engine.resume(sized, unsized)).done;
+    expect((await engine.getRun(unsized)).estimate).toBe(7);
+    await expect(engine.start({ ...tree, estimate: () => Number.NaN }, { fanout: 2, depth: 1 })).rejects.toThrow(/estimate\(\) of tree to return a finite number >= 1/);
+    await expect(
+      engine.start(
+        {
+          ...tree,
+          estimate: () => {
+            throw new Error('no size');
+          },
+        },
+        { fanout: 2, depth: 1 },
+      ),
+    ).rejects.toMatchObject({ code: 'CONFIG', message: expect.stringContaining('estimate() of tree threw: no size') });
   });
 
   it('keeps timers (heartbeats, progress) firing while synchronous handlers run, and memory bounded by a group', async () => {
@@ -173,6 +198,36 @@ describe('engine on SQLite', () => {
     expect(dead?.errors.map((e) => e.message)).toEqual(['always fails', 'always fails']);
   });
 
+
+  it('defers a step uncharged with RetryLater, charges it when asked, and dead-letters a bad notBefore at spawn', async () => {
+    const runs = new Map<number, number>();
+    const deferring = defineTask<{ i: number }, number>({
+      name: 'deferring',
+      limits: { maxAttempts: 2 },
+      run({ i }) {
+        const n = (runs.get(i) ?? 0) + 1;
+        runs.set(i, n);
+        if (i === 0) return { children: [{ input: { i: 1 } }, { input: { i: 2 } }, { input: { i: 3 }, notBefore: Number.NaN }] };
+        // Child 1 defers itself five times without being charged; child 2 asks to be charged and so dies at maxAttempts.
+        if (i === 1 && n <= 5) throw new RetryLater(5, { reason: 'rate limited' });
+        if (i === 2) throw new RetryLater(new Date(Date.now() + 5), { charge: true, reason: 'quota' });
+        return { result: i };
+      },
+      deadChildren: 'pass',
+      combine: (_input, results) => results.reduce<number>((sum, r) => sum + (typeof r === 'number' ? r : 0), 0),
+    });
+    const out = await (await engine.start(deferring, { i: 0 })).done;
+    expect(out).toMatchObject({ state: 'completed', result: 1 });
+    expect(runs.get(1)).toBe(6);
+    expect(runs.get(2)).toBe(2);
+    expect(runs.has(3)).toBe(false);
+    const children = await store.listChildren((await engine.getRun(out.runId)).rootId);
+    expect(children.map((c) => [c.state, c.attempts])).toEqual([['done', 1], ['dead', 2], ['dead', 0]]);
+    expect(children[0]?.errors).toEqual([]);
+    expect(children[1]?.errors.map((e) => e.code)).toEqual(['RETRY_LATER', 'RETRY_LATER']);
+    expect(children[2]?.errors[0]).toMatchObject({ code: 'INVALID_INPUT' });
+    expect(children[2]?.errors[0]?.message).toContain('notBefore must be a Date or epoch ms');
+  });
   it('dead-letters a non-retryable error at once, and a dead child blocks its waiting parent until redriven', async () => {
     let fixed = false;
     const task = defineTask<{ i: number }, number>({
@@ -287,6 +342,44 @@ describe('engine on SQLite', () => {
     } finally {
       await engine2.close();
     }
+  });
+
+  it("a worker of many runs hands a paused run's nodes back at once and goes on with the others; resumed, both end exact", async () => {
+    const slow = defineTask<{ fanout: number; depth: number }, number>({
+      name: 'slow-many',
+      async run({ fanout, depth }) {
+        await new Promise((resolve) => setTimeout(resolve, 1));
+        if (depth === 0) return { result: 1 };
+        return { children: Array.from({ length: fanout }, () => ({ input: { fanout, depth: depth - 1 } })) };
+      },
+      combine: (_input, counts) => 1 + (counts as number[]).reduce((a, b) => a + b, 0),
+    });
+    const until = async (runId: string, ok: (run: RunRecord) => boolean): Promise<RunRecord> => {
+      for (;;) {
+        const run = await engine.getRun(runId);
+        if (ok(run)) return run;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    };
+    await engine.create(slow, { fanout: 4, depth: 5 }, { runId: 'a' });
+    await engine.create(slow, { fanout: 4, depth: 6 }, { runId: 'b' });
+    const worker = engine.work(slow);
+    await until('a', (run) => run.counts.done > 50);
+    expect(await store.setRunState('a', 'paused', { from: ['running'], reason: 'paused by a person (`rlm pause`)' })).toBe(true);
+    // Acknowledged: nothing of run a is leased any more, while the worker is still busy with run b.
+    const acknowledged = await until('a', (run) => run.counts.running === 0);
+    expect(acknowledged.state).toBe('paused');
+    const b = await engine.getRun('b');
+    expect(b.state).toBe('running');
+    await until('b', (run) => run.counts.done > b.counts.done + 100);
+    expect((await engine.getRun('a')).counts).toEqual(acknowledged.counts);
+    expect(await store.setRunState('a', 'running', { from: ['paused'] })).toBe(true);
+    const [a, bEnd] = await Promise.all([until('a', (run) => run.state === 'completed'), until('b', (run) => run.state === 'completed')]);
+    worker.stop();
+    await worker.done;
+    expect(a.result).toBe('1365');
+    expect(bEnd.result).toBe('5461');
+    expect(store.recount('a')).toEqual(a.counts);
   });
 
   it('pauses a run at its node budget', async () => {
@@ -413,7 +506,8 @@ describe('engine on SQLite: damaged rows and subtree operations', () => {
     try {
       const runId = await engine.create(tree, { fanout: 2, depth: 2 });
       const db = (store as unknown as { db: { prepare(sql: string): { run(...a: unknown[]): unknown } } }).db;
-      db.prepare("UPDATE rlm_nodes SET input = '{not json' WHERE run_id = ?").run(runId);
+      // Sealed with a valid checksum: written so (by an older codec, say), not damaged on disk.
+      db.prepare('UPDATE rlm_nodes SET input = ? WHERE run_id = ?').run(seal('{not json'), runId);
       const out = await (await engine.resume(tree, runId)).done;
       expect(out.state).toBe('failed');
       const [dead] = await store.listNodes(runId, { state: 'dead' });

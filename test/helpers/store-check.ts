@@ -1,4 +1,15 @@
+import { crc32 } from 'node:zlib';
 import Database from 'better-sqlite3';
+
+/**
+ * A stored text value without the checksum rlm seals it with (8 hex digits of the CRC-32 of the rest; see
+ * src/store/checksum.ts), checked as an auditor would; a value that fails its checksum comes back marked.
+ */
+export function unsealed(value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  const body = value.slice(8);
+  return value.slice(0, 8) === crc32(body).toString(16).padStart(8, '0') ? body : `(checksum mismatch) ${value}`;
+}
 
 /** Reads a SQLite store directly, as an auditor would: every node of a run and the file's integrity. */
 export function auditSqlite(path: string, runId: string) {
@@ -14,6 +25,7 @@ export function auditSqlite(path: string, runId: string) {
       }
     ).n;
     const counters = db.prepare('SELECT n_pending, n_running, n_waiting, n_done, n_dead, n_parked, state, result FROM rlm_runs WHERE id = ?').get(runId) as Record<string, unknown>;
+    counters.result = unsealed(counters.result);
     return { integrity, states, duplicates, counters };
   } finally {
     db.close();

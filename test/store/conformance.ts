@@ -185,6 +185,49 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSt
         expect((await store.getRun(run.id))?.state).toBe('running');
         await expect(store.setRunState('no-such-run', 'paused')).rejects.toMatchObject({ code: 'NOT_FOUND' });
       });
+
+      it('lists runs newest first, a page at a time, by state, and counts them', async () => {
+        const before = { all: await store.countRuns(), paused: await store.countRuns({ state: 'paused' }) };
+        const made: RunRecord[] = [];
+        for (let i = 0; i < 3; i++) {
+          made.push(await createRun());
+          await sleep(3);
+        }
+        const [oldest, middle, newest] = made.map((run) => run.id);
+        await store.setRunState(middle as string, 'paused');
+        expect((await store.listRuns(3)).map((r) => r.id)).toEqual([newest, middle, oldest]);
+        expect((await store.listRuns(1, { offset: 1 })).map((r) => r.id)).toEqual([middle]);
+        expect((await store.listRuns(2, { offset: 2 })).map((r) => r.id)[0]).toBe(oldest);
+        const paused = (await store.listRuns(1_000, { state: 'paused' })).map((r) => r.id);
+        expect(paused).toContain(middle);
+        expect(paused).not.toContain(newest);
+        expect((await store.listRuns(1, { state: 'paused' }))[0]?.id).toBe(middle);
+        expect(await store.countRuns()).toBe(before.all + 3);
+        expect(await store.countRuns({ state: 'paused' })).toBe(before.paused + 1);
+      });
+    });
+
+    describe('workers', () => {
+      it('tells which worker holds how many running nodes of which run', async () => {
+        const a = await createRun();
+        const b = await createRun({ task: a.task });
+        const w1 = await worker(a.task);
+        const w2 = await worker(a.task);
+        const [root] = await claim(w1, a);
+        if (!root) throw new Error('The root could not be claimed.');
+        const [c1, c2, c3] = await ids(3);
+        await commit(w1, [step(root, wait, { waits: true, children: [child(c1 as number, root.id, 0), child(c2 as number, root.id, 1), child(c3 as number, root.id, 2, { state: 'pending' })] })]);
+        await claim(w2, b);
+        const mine = (await store.workerLeases()).filter((lease) => lease.workerId === w1 || lease.workerId === w2);
+        expect(mine).toEqual(
+          [
+            { workerId: w1, runId: a.id, nodes: 2 },
+            { workerId: w2, runId: b.id, nodes: 1 },
+          ].sort((x, y) => (x.workerId < y.workerId ? -1 : 1)),
+        );
+        await store.releaseWorker(w1);
+        expect((await store.workerLeases()).filter((lease) => lease.workerId === w1)).toEqual([]);
+      });
     });
 
     describe('claims', () => {
@@ -269,6 +312,30 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSt
         await commit(w2, [step(root2, { type: 'retry', error: errorEntry('again'), availableAt: Date.now() - 1 })]);
         const [again] = await claim(w2, soon);
         expect(again).toMatchObject({ id: root2.id, attempts: 1, epoch: 2, suspect: false });
+      });
+
+      it('keeps a released node and a not-before child asleep until their time, uncharged, and names the next wake', async () => {
+        const run = await createRun();
+        const { w, root } = await claimRoot(run);
+        expect(await store.nextWake(run.id)).toBeNull();
+        const [later, soon, now] = await ids(3);
+        const wakeAt = Date.now() + 60_000;
+        const children = [
+          child(later as number, root.id, 0, { state: 'pending', availableAt: wakeAt }),
+          child(soon as number, root.id, 1, { state: 'pending', availableAt: wakeAt + 1_000 }),
+          child(now as number, root.id, 2, { state: 'pending' }),
+        ];
+        await commit(w, [step(root, wait, { children })]);
+        expect(await store.nextWake(run.id)).toEqual({ at: wakeAt, nodes: 2 });
+        const claimed = await claim(w, run, 10);
+        expect(claimed.map((n) => n.id)).toEqual([now]);
+
+        const held = claimed[0] as Held;
+        await commit(w, [step(held, { type: 'release', availableAt: wakeAt - 30_000 }, { attempts: held.attempts ?? 0 })]);
+        expect(await claim(w, run, 10)).toEqual([]);
+        expect(await store.nextWake(run.id)).toEqual({ at: wakeAt - 30_000, nodes: 3 });
+        const released = await store.getNode(now as number);
+        expect(released).toMatchObject({ state: 'pending', attempts: 0, owner: null, errors: [] });
       });
 
       it('never leases one node to two workers', async () => {
@@ -475,6 +542,26 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSt
         expect((await store.getNode(root.id))?.attempts).toBe(1);
       });
 
+      it('charges the node a worker ran alone when its lease ran out, once, and only under that lease', async () => {
+        const run = await createRun();
+        const lapsed = await worker(run.task, 1);
+        const [root] = await claim(lapsed, run);
+        if (!root) throw new Error('no root');
+        expect(store.markAlone).toBeTypeOf('function');
+        await store.markAlone?.(lapsed, { id: root.id, epoch: root.epoch });
+        await sleep(50);
+        // Its host's flight recorder says so too: still one attempt.
+        expect(await store.takeBack({ expiredBefore: Date.now(), blame: [{ id: root.id, epoch: root.epoch }] })).toBe(1);
+        const w2 = await worker(run.task, 60_000);
+        const [again] = await claim(w2, run);
+        expect(again).toMatchObject({ id: root.id, suspect: true, attempts: 1 });
+        // A mark cleared after the step (or a lease that moved on) charges nothing.
+        await store.markAlone?.(w2, { id: root.id, epoch: again?.epoch as number });
+        await store.markAlone?.(w2, null);
+        expect(await store.takeBack({ deadIds: [w2] })).toBe(1);
+        expect((await store.getNode(root.id))?.attempts).toBe(1);
+      });
+
       it('takes back workers whose lease ran out, and only those', async () => {
         const run = await createRun();
         const { w, root } = await claimRoot(run);
@@ -547,6 +634,52 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSt
         expect(end.finishedRuns).toEqual([run.id]);
         expect(await store.getRun(run.id)).toMatchObject({ state: 'completed', result: '6', counts: { done: 4, pending: 0, running: 0, waiting: 0 } });
         expect((await store.getRun(run.id))?.finishedAt).not.toBeNull();
+      });
+
+      it('commits a combine run ahead (ifReady) with the last children in one group, up two levels of a DAG', async () => {
+        const run = await createRun();
+        const { w, root } = await claimRoot(run);
+        const [a, b, s] = await ids(3);
+        const ca = keyedChild(a as number, root.id, 0, 'a');
+        const cb = keyedChild(b as number, root.id, 1, 'b');
+        await commit(w, [step(root, wait, { children: [ca, cb], waits: true })]);
+        const shared = keyedChild(s as number, a as number, 0, 's', { depth: 2 });
+        const [dup] = await ids(1);
+        await commit(w, [
+          step(born(ca, run.id), wait, { children: [shared], waits: true }),
+          step(born(cb, run.id), wait, { children: [keyedChild(dup as number, b as number, 0, 's', { depth: 2, state: 'pending' })], waits: true }),
+        ]);
+        // s finishes; a and b (waiting on s) and the root (waiting on a and b) combine in the same group.
+        const asWaiting = (id: number): Held => ({ id, runId: run.id, epoch: 1, attempts: 0 });
+        const result = await commit(w, [
+          step(born(shared, run.id), done(1), { waits: true }),
+          step(asWaiting(a as number), done(10), { waits: true, ifReady: true }),
+          step(asWaiting(b as number), done(20), { waits: true, ifReady: true }),
+          step({ ...root, attempts: 0 }, done(30), { waits: true, ifReady: true }),
+        ]);
+        expect(result.rejected).toEqual([]);
+        expect(result.ready).toEqual([]);
+        expect(result.finishedRuns).toEqual([run.id]);
+        expect(await store.getRun(run.id)).toMatchObject({ state: 'completed', result: '30', counts: { done: 4, waiting: 0, running: 0 } });
+        expect(await store.getNode(a as number)).toMatchObject({ state: 'done', phase: 'combine', pendingChildren: 0, result: '10' });
+      });
+
+      it('rejects a combine run ahead (ifReady) while a child is unfinished, then makes the node ready the ordinary way', async () => {
+        const run = await createRun();
+        const { w, root } = await claimRoot(run);
+        const childIds = await ids(2);
+        const children = childIds.map((id, ord) => child(id, root.id, ord));
+        await commit(w, [step(root, wait, { children, waits: true })]);
+        const early = await commit(w, [step(born(children[0] as NewNode, run.id), done(1), { waits: true }), step({ ...root, attempts: 0 }, done(9), { waits: true, ifReady: true })]);
+        expect(early.rejected).toEqual([root.id]);
+        expect(await store.getNode(root.id)).toMatchObject({ state: 'waiting', pendingChildren: 1 });
+        const last = await commit(w, [step(born(children[1] as NewNode, run.id), done(2), { waits: true })]);
+        expect(last.ready.map((n) => n.id)).toEqual([root.id]);
+        // Leased now under a new epoch: a late ifReady under the old one is rejected too.
+        const late = await commit(w, [step({ ...root, attempts: 0 }, done(9), { waits: true, ifReady: true })]);
+        expect(late.rejected).toEqual([root.id]);
+        await commit(w, [step(last.ready[0] as LeasedNode, done(3), { waits: true })]);
+        expect(await store.getRun(run.id)).toMatchObject({ state: 'completed', result: '3' });
       });
 
       it('gives combine its children in spawn order, dead ones with their error', async () => {
@@ -750,6 +883,166 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSt
       });
     });
 
+    describe('run controls: pause, budgets, drop, delete, purge, restart', () => {
+      const personPause = { from: ['running', 'paused'] as const, reason: 'paused by a person (`rlm pause`)' };
+
+      it("a commit tells each run's state after it, so a worker learns of a pause within one group", async () => {
+        const run = await createRun();
+        const { w, root } = await claimRoot(run);
+        const [a] = await ids(1);
+        const ca = child(a as number, root.id, 0);
+        const first = await commit(w, [step(root, done(), { children: [ca] })]);
+        expect(first.runStates).toEqual({ [run.id]: 'running' });
+        expect(await store.setRunState(run.id, 'paused', personPause)).toBe(true);
+        // Steps in flight still commit; the answer says the run is paused.
+        const second = await commit(w, [step(born(ca, run.id), done())]);
+        expect(second.rejected).toEqual([]);
+        expect(second.runStates).toEqual({ [run.id]: 'completed' });
+        const other = await createRun();
+        const { w: w2, root: root2 } = await claimRoot(other);
+        const [b] = await ids(1);
+        expect(await store.setRunState(other.id, 'paused', personPause)).toBe(true);
+        expect((await commit(w2, [step(root2, done(), { children: [child(b as number, root2.id, 0, { state: 'pending' })] })])).runStates).toEqual({ [other.id]: 'paused' });
+        expect(await claim(w2, other)).toEqual([]);
+      });
+
+      it("deciding the last parked node ends a pause for parked nodes, never a person's pause", async () => {
+        for (const person of [false, true]) {
+          const run = await createRun({ nodeBudget: 1 });
+          const { w, root } = await claimRoot(run);
+          const childIds = await ids(2);
+          await commit(w, [step(root, done(), { children: childIds.map((id, ord) => child(id, root.id, ord, { state: 'pending' })) })]);
+          expect(await store.getRun(run.id)).toMatchObject({ state: 'paused', counts: { parked: 2 } });
+          if (person) expect(await store.setRunState(run.id, 'paused', personPause)).toBe(true);
+          expect(await store.setNodeBudget(run.id, 10)).toBe(3);
+          expect(await store.decideParked(run.id, 'all', 'approve')).toBe(2);
+          expect(await store.getRun(run.id)).toMatchObject({ state: person ? 'paused' : 'running', nodeBudget: 10, counts: { pending: 2, parked: 0 } });
+        }
+      });
+
+      it('a raised node budget lets children past the old one be created', async () => {
+        const run = await createRun({ nodeBudget: 2 });
+        const { w, root } = await claimRoot(run);
+        expect(await store.setNodeBudget(run.id, 4)).toBe(1);
+        const childIds = await ids(3);
+        await commit(w, [step(root, done(), { children: childIds.map((id, ord) => child(id, root.id, ord, { state: 'pending' })) })]);
+        expect(await store.getRun(run.id)).toMatchObject({ state: 'running', nodeCount: 4, counts: { pending: 3, parked: 0 } });
+        await expect(store.setNodeBudget('no-such-run', 3)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      });
+
+      it('dropping a dead node takes it out of the dead count; the run settles without it', async () => {
+        const run = await createRun();
+        const { w, root } = await claimRoot(run);
+        const [a, b] = await ids(2);
+        const [ca, cb] = [child(a as number, root.id, 0), child(b as number, root.id, 1)];
+        await commit(w, [step(root, done(), { children: [ca, cb] }), step(born(ca, run.id), { type: 'dead', error: errorEntry('x') }), step(born(cb, run.id), done())]);
+        expect(await store.getRun(run.id)).toMatchObject({ state: 'completed', counts: { dead: 1 } });
+        expect(await store.dropDead(run.id, [a as number])).toBe(1);
+        expect(await store.getRun(run.id)).toMatchObject({ state: 'completed', counts: { dead: 0, done: 2 } });
+        // A dropped node can still be redriven by id; it counts once.
+        expect(await store.redrive(run.id, [a as number])).toBe(1);
+        expect(await store.getRun(run.id)).toMatchObject({ state: 'running', counts: { dead: 0, pending: 1, done: 2 } });
+      });
+
+      it("refuses to drop a dead child its parent waits on under deadChildren 'wait'; under 'pass' the drop goes through", async () => {
+        for (const passDead of [false, true]) {
+          const run = await createRun({ passDead });
+          const { w, root } = await claimRoot(run);
+          const [a, b] = await ids(2);
+          const [ca, cb] = [child(a as number, root.id, 0), child(b as number, root.id, 1)];
+          await commit(w, [
+            step(root, wait, { children: [ca, cb], waits: true, passDead }),
+            step(born(ca, run.id), { type: 'dead', error: errorEntry('x') }, { waits: true, passDead }),
+          ]);
+          if (!passDead) {
+            await expect(store.dropDead(run.id, [a as number])).rejects.toMatchObject({ code: 'REFUSED', message: expect.stringMatching(/parent .*waits for it.*deadChildren/) });
+            expect((await store.getRun(run.id))?.counts.dead).toBe(1);
+            continue;
+          }
+          expect(await store.dropDead(run.id, 'all')).toBe(1);
+          expect((await store.getRun(run.id))?.counts.dead).toBe(0);
+          await commit(w, [step(born(cb, run.id), done(2), { waits: true, passDead })]);
+          // The parent gets its combine with the dropped child as a failure.
+          expect(await store.getNode(root.id)).toMatchObject({ state: 'running', phase: 'combine' });
+          expect((await store.childResults(root.id)).map((c) => c.state)).toEqual(['dead', 'done']);
+        }
+      });
+
+      it('deletes a run and all it owns; refuses one with live leases unless forced', async () => {
+        const run = await createRun();
+        const keep = await createRun();
+        const { w, root } = await claimRoot(run);
+        const [a] = await ids(1);
+        const ca = child(a as number, root.id, 0);
+        await commit(w, [
+          { kind: 'effect', runId: run.id, nodeId: root.id, nodeKey: 'root', epoch: root.epoch, name: 'e', value: '1' },
+          step(root, done(), { children: [ca], emits: ['"r"'] }),
+        ]);
+        await expect(store.deleteRun(run.id)).rejects.toMatchObject({ code: 'RUN_BUSY', message: expect.stringContaining('--force') });
+        expect(await store.deleteRun(run.id, { force: true })).toBe(2);
+        runIds = runIds.filter((id) => id !== run.id);
+        expect(await store.getRun(run.id)).toBeUndefined();
+        expect(await store.getNode(a as number)).toBeUndefined();
+        expect(await store.readEmits(run.id, 0, 10)).toEqual([]);
+        expect(await store.getEffect(run.id, 'root', 'e')).toBeUndefined();
+        // The late commit of the worker that held the lease is fenced, not applied.
+        expect((await commit(w, [step(born(ca, run.id), done())])).rejected).toEqual([a]);
+        expect(await store.getRun(keep.id)).toMatchObject({ state: 'running', counts: { pending: 1 } });
+        await expect(store.deleteRun(run.id)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+        // Without live leases, no force is needed.
+        await store.releaseWorker(w);
+        expect(await store.deleteRun(keep.id)).toBe(1);
+        runIds = runIds.filter((id) => id !== keep.id);
+      });
+
+      it('purges finished runs that finished before a time, and nothing else', async () => {
+        const finished = await createRun();
+        const { w, root } = await claimRoot(finished);
+        await commit(w, [step(root, done('r'))]);
+        const cancelled = await createRun();
+        expect(await store.setRunState(cancelled.id, 'cancelled', { from: ['running'] })).toBe(true);
+        expect((await store.getRun(cancelled.id))?.finishedAt).not.toBeNull();
+        const live = await createRun();
+        expect(await store.purgeRuns(Date.now() - 60_000)).toEqual([]);
+        expect((await store.purgeRuns(Date.now() + 1_000)).sort()).toEqual([finished.id, cancelled.id].sort());
+        runIds = runIds.filter((id) => id === live.id);
+        expect(await store.getRun(finished.id)).toBeUndefined();
+        expect(await store.getRun(live.id)).toMatchObject({ state: 'running' });
+      });
+
+      it('restarts a run from its root input under the same id, its nodes, effects and records gone', async () => {
+        const run = await createRun({ context: '{"c":1}' });
+        const { w, root } = await claimRoot(run);
+        const [a] = await ids(1);
+        const ca = child(a as number, root.id, 0);
+        await commit(w, [
+          { kind: 'effect', runId: run.id, nodeId: root.id, nodeKey: 'root', epoch: root.epoch, name: 'e', value: '1' },
+          step(root, done('r'), { children: [ca], emits: ['"r"'] }),
+          step(born(ca, run.id), done()),
+        ]);
+        expect((await store.getRun(run.id))?.state).toBe('completed');
+        const restarted = await store.restartRun(run.id);
+        expect(restarted).toMatchObject({ id: run.id, state: 'running', result: null, nodeCount: 1, finishedAt: null, counts: { pending: 1, done: 0 } });
+        expect(restarted.rootId).not.toBe(root.id);
+        expect(await store.getNode(root.id)).toBeUndefined();
+        expect(await store.readEmits(run.id, 0, 10)).toEqual([]);
+        expect(await store.getEffect(run.id, 'root', 'e')).toBeUndefined();
+        const [again] = await claim(w, restarted);
+        expect(again).toMatchObject({ id: restarted.rootId, depth: 0, key: 'root', attempts: 0, input: run.input, context: '{"c":1}' });
+        await expect(store.restartRun(run.id)).rejects.toMatchObject({ code: 'RUN_BUSY' });
+      });
+
+      it('lists only live workers when asked, for a heartbeat that stays bounded', async () => {
+        const a = await worker('t');
+        const b = await worker('t');
+        await store.releaseWorker(b);
+        const alive = (await store.listWorkers({ alive: true })).map((r) => r.id);
+        expect(alive).toContain(a);
+        expect(alive).not.toContain(b);
+        expect((await store.listWorkers()).map((r) => r.id)).toContain(b);
+      });
+    });
+
     describe('emits, effects and reads', () => {
       it('streams emitted records in commit order', async () => {
         const run = await createRun();
@@ -791,6 +1084,10 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSt
         await commit(w, [step(root, done(), { children: [ca, cb] }), step(born(ca, run.id), done(), { children: [cc] })]);
         expect(await store.subtreeCounts(root.id)).toEqual({ pending: 2, running: 0, waiting: 0, done: 2, dead: 0, parked: 0 });
         expect(await store.subtreeCounts(a as number)).toEqual({ pending: 1, running: 0, waiting: 0, done: 1, dead: 0, parked: 0 });
+        expect(await store.subtreeCountsUpTo(root.id, 4)).toEqual({ pending: 2, running: 0, waiting: 0, done: 2, dead: 0, parked: 0 });
+        expect(await store.subtreeCountsUpTo(root.id, 3)).toBeNull();
+        expect(await store.subtreeCountsUpTo(a as number, 2)).toEqual({ pending: 1, running: 0, waiting: 0, done: 1, dead: 0, parked: 0 });
+        expect(await store.subtreeCountsUpTo(c as number, 0)).toBeNull();
         expect(await store.depthHistogram(run.id)).toEqual([
           { depth: 0, count: 1 },
           { depth: 1, count: 2 },
@@ -959,6 +1256,32 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSt
         expect(await store.recordRunCode(run.id, { version: 2, hash: 'cccc' })).toEqual({ version: 1, hash: 'bbbb' });
         expect(await store.recordRunCode(run.id, { version: 2, hash: 'cccc' })).toEqual({ version: 2, hash: 'cccc' });
         await expect(store.recordRunCode('no-such-run', { version: 1, hash: 'x' })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      });
+
+      it('keeps the worker that last recorded its code as the run’s last worker', async () => {
+        const run = await createRun();
+        expect(run.lastWorker).toBeNull();
+        const before = Date.now();
+        await store.recordRunCode(run.id, { version: 1, hash: 'aaaa', workerId: 'host:1:first' });
+        await store.recordRunCode(run.id, { version: 1, hash: 'aaaa', workerId: 'host:2:second' });
+        await store.recordRunCode(run.id, { version: 1, hash: 'aaaa' });
+        const last = (await store.getRun(run.id))?.lastWorker;
+        expect(last?.id).toBe('host:2:second');
+        expect(last?.at).toBeGreaterThanOrEqual(before);
+        expect(last?.at).toBeLessThanOrEqual(Date.now());
+      });
+    });
+
+    describe('size estimate', () => {
+      it('keeps the estimate a run was created with, and the one set later', async () => {
+        expect((await createRun()).estimate).toBeNull();
+        const run = await createRun({ estimate: 1_111_111 });
+        expect(run.estimate).toBe(1_111_111);
+        await store.setRunEstimate(run.id, 10_000_000_000);
+        expect((await store.getRun(run.id))?.estimate).toBe(10_000_000_000);
+        await store.setRunEstimate(run.id, null);
+        expect((await store.listRuns()).find((r) => r.id === run.id)?.estimate).toBeNull();
+        await expect(store.setRunEstimate('no-such-run', 5)).rejects.toMatchObject({ code: 'NOT_FOUND' });
       });
     });
 

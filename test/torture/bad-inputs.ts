@@ -5,8 +5,8 @@
  * correct run — never a crash, a hang, a stack trace on the command line, or a partial write. Cases are counted
  * per category for the report.
  */
-import { execFile } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import fc from 'fast-check';
@@ -27,6 +27,9 @@ interface Ctx {
   dir: string;
   n: number;
 }
+
+/** What a case returns when this machine cannot try it: reported with its reason, not counted as tried. */
+const SKIPPED = 'skipped: ';
 
 /** A stable code: the error is an RlmError whose code is a non-empty string. */
 function coded(error: unknown, code?: string | RegExp): string | null {
@@ -131,19 +134,28 @@ async function badChild(ctx: Ctx, name: string, bad: (input: { d: number; i: num
 }
 
 /** `rlm …` as a real process: a non-zero exit with one `rlm:` line and no stack trace, or the expected success. */
-async function cli(ctx: Ctx, args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+async function cli(ctx: Ctx, args: string[], env: Record<string, string> = {}, user?: string): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
+  const started = performance.now();
+  const command = user ? 'runuser' : process.execPath;
+  const argv = user ? ['-u', user, '--', process.execPath, join(ROOT, 'bin/rlm.mjs'), ...args] : [join(ROOT, 'bin/rlm.mjs'), ...args];
   try {
-    const { stdout, stderr } = await run(process.execPath, [join(ROOT, 'bin/rlm.mjs'), ...args], {
+    const { stdout, stderr } = await run(command, argv, {
       cwd: ctx.dir,
       env: { ...process.env, RLM_LOG_LEVEL: 'error', RLM_FAILPOINTS: '', ...env },
       timeout: 60_000,
       maxBuffer: 64 * 1024 * 1024,
     });
-    return { code: 0, stdout, stderr };
+    return { code: 0, stdout, stderr, ms: performance.now() - started };
   } catch (error) {
     const e = error as { code?: number | string; stdout?: string; stderr?: string };
-    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? String(error) };
+    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? String(error), ms: performance.now() - started };
   }
+}
+
+/** A store that cannot be opened or created: one clear line and its exit code, within 10 s (never a hang). */
+function unusableStore(result: { code: number | null; stderr: string; ms: number }, exit: number, words: RegExp): string | null {
+  if (result.ms > 10_000) return `took ${Math.round(result.ms)} ms: ${result.stderr.trim().slice(0, 200)}`;
+  return clearCliError(result, exit) ?? want(words.test(result.stderr), `the message does not say what to do: ${result.stderr.trim().slice(0, 200)}`);
 }
 
 function clearCliError(result: { code: number | null; stderr: string }, exit = 2): string | null {
@@ -158,6 +170,9 @@ function moduleFile(ctx: Ctx, name: string, text: string): string {
   writeFileSync(path, text);
   return path;
 }
+
+/** Holds an exclusive lock on the SQLite file argv[1] until killed; prints a line once it holds it. */
+const LOCK_HOLDER = `const D = require(${JSON.stringify(join(ROOT, 'node_modules/better-sqlite3'))}); const db = new D(process.argv[1]); db.pragma('locking_mode = EXCLUSIVE'); db.exec('CREATE TABLE IF NOT EXISTS held (x); BEGIN EXCLUSIVE'); process.stdout.write('held\\n'); setInterval(() => {}, 1000);`;
 
 const TREE_MJS = `export default { name: 'ok', run(input) { return input.d > 0 ? { children: [{ input: { d: input.d - 1 } }] } : { result: 1 }; }, combine: (_i, r) => r[0] + 1 };\n`;
 
@@ -627,6 +642,66 @@ function cases(): Case[] {
     const out = await cli(ctx, ['run', moduleFile(ctx, 'ok.mjs', TREE_MJS), '--input', '{"d":2}', '--store', `sqlite:${join(ctx.dir, 'new', 'deeper', 'rlm.db')}`]);
     return want(out.code === 0 && out.stdout.trim() === '3', `exit ${out.code}: ${out.stderr.slice(0, 200)}`);
   });
+  // Stores that cannot be opened or created, with the store on its own thread and without.
+  for (const thread of ['0', '1']) {
+    const env = { RLM_SQLITE_THREAD: thread };
+    add('cli', `a store whose folder cannot be made (under /proc, store thread ${thread})`, async (ctx) =>
+      unusableStore(await cli(ctx, ['run', moduleFile(ctx, 'ok.mjs', TREE_MJS), '--input', '{"d":1}', '--store', 'sqlite:/proc/rlm-nope/x.db'], env), 2, /Cannot create the folder.*--store/),
+    );
+    add('cli', `a store whose folder is a file (store thread ${thread})`, async (ctx) => {
+      writeFileSync(join(ctx.dir, 'afile'), 'x');
+      return unusableStore(await cli(ctx, ['run', moduleFile(ctx, 'ok.mjs', TREE_MJS), '--input', '{"d":1}', '--store', `sqlite:${join(ctx.dir, 'afile', 'x.db')}`], env), 2, /Cannot create the folder/);
+    });
+    add('cli', `a store in a read-only folder (store thread ${thread})`, async (ctx) => {
+      // root may write anywhere: the case runs as nobody, as the corrupt-store case C7 does.
+      const asRoot = process.getuid?.() === 0;
+      const dir = join(ctx.dir, `ro-${thread}`);
+      mkdirSync(dir);
+      const module = moduleFile(ctx, `ro-${thread}.mjs`, TREE_MJS);
+      chmodSync(ctx.dir, 0o755);
+      chmodSync(module, 0o644);
+      chmodSync(dir, 0o555);
+      const out = await cli(ctx, ['run', module, '--input', '{"d":1}', '--store', `sqlite:${join(dir, 'rlm.db')}`], env, asRoot ? 'nobody' : undefined);
+      chmodSync(dir, 0o755);
+      return unusableStore(out, 2, /Cannot create or write the store.*permissions/);
+    });
+    add('cli', `a store file another program holds locked (store thread ${thread})`, async (ctx) => {
+      const path = join(ctx.dir, `locked-${thread}.db`);
+      // Another program holds an exclusive lock on the file (sqlite3's BEGIN EXCLUSIVE) and keeps it.
+      const holder = spawn(process.execPath, ['-e', LOCK_HOLDER, path], { stdio: ['ignore', 'pipe', 'inherit'] });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          holder.stdout?.once('data', () => resolve());
+          holder.once('exit', (code) => reject(new Error(`the lock holder exited ${code}`)));
+        });
+        const out = await cli(ctx, ['run', moduleFile(ctx, 'ok.mjs', TREE_MJS), '--input', '{"d":1}', '--store', `sqlite:${path}`], env);
+        return unusableStore(out, 1, /locked by another process.*run the same command again/);
+      } finally {
+        holder.kill('SIGKILL');
+      }
+    });
+  }
+  add('cli', 'a store on a full disk', async (ctx) => {
+    // A tiny tmpfs, filled: needs root and a kernel that lets this process mount (a container may not).
+    const mount = join(ctx.dir, 'full');
+    mkdirSync(mount);
+    try {
+      await run('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mount]);
+    } catch (error) {
+      return `${SKIPPED}cannot mount a tmpfs here (${(error as Error).message.split('\n')[0]?.slice(0, 120)})`;
+    }
+    try {
+      try {
+        writeFileSync(join(mount, 'filler'), Buffer.alloc(1024 * 1024));
+      } catch {
+        // Full, as meant.
+      }
+      const out = await cli(ctx, ['run', moduleFile(ctx, 'ok.mjs', TREE_MJS), '--input', '{"d":1}', '--store', `sqlite:${join(mount, 'rlm.db')}`]);
+      return unusableStore(out, 1, /SQLITE_FULL.*free space/);
+    } finally {
+      await run('umount', [mount]).catch(() => undefined);
+    }
+  });
   add('cli', 'the same run id with another task module', async (ctx) => {
     const a = moduleFile(ctx, 'a.mjs', TREE_MJS);
     const b = moduleFile(ctx, 'b.mjs', TREE_MJS.replace("name: 'ok'", "name: 'other'"));
@@ -774,6 +849,10 @@ export async function badInputs(env: EpisodeEnv, options: BadInputOptions): Prom
         problem = await c.run(ctx);
       } catch (error) {
         problem = `the case itself failed: ${(error as Error)?.stack?.split('\n').slice(0, 3).join(' ') ?? String(error)}`;
+      }
+      if (problem?.startsWith(SKIPPED)) {
+        r.notes.push(`bad input not tried: ${c.category}: ${c.name}: ${problem.slice(SKIPPED.length)}`);
+        continue;
       }
       r.badInputs[c.category]++;
       r.badInputs.total++;

@@ -13,6 +13,7 @@
  */
 import Database from 'better-sqlite3';
 import type pg from 'pg';
+import { unsealed } from '../helpers/store-check.js';
 import type { Expected } from './reference.js';
 import type { SinkRow } from './sink.js';
 
@@ -73,7 +74,7 @@ function nodeOf(row: Record<string, unknown>): AuditNode {
     epoch: Number(row.epoch),
     owner: (row.owner as string | null) ?? null,
     pendingChildren: Number(row.pending_children),
-    result: (row.result as string | null) ?? null,
+    result: (unsealed(row.result) as string | null) ?? null,
     lastCode: errors.code,
     errors: errors.count,
   };
@@ -83,7 +84,7 @@ function runOf(row: Record<string, unknown> | undefined): Audit['run'] {
   if (!row) return null;
   return {
     state: row.state as string,
-    result: (row.result as string | null) ?? null,
+    result: (unsealed(row.result) as string | null) ?? null,
     counts: Object.fromEntries(STATES.map((s) => [s, Number(row[`n_${s}`])])),
     nodeCount: Number(row.node_count),
   };
@@ -104,11 +105,11 @@ export function auditSqlite(path: string, runId: string): Audit {
     const edges = (
       db.prepare('SELECT e.parent_id, e.child_id, e.ord FROM rlm_edges e JOIN rlm_nodes n ON n.id = e.child_id WHERE n.run_id = ?').all(runId) as Record<string, number>[]
     ).map((e) => ({ parentId: Number(e.parent_id), childId: Number(e.child_id), ord: Number(e.ord) }));
-    const emits = (db.prepare('SELECT record FROM rlm_emits WHERE run_id = ?').all(runId) as { record: string }[]).map((e) => e.record);
+    const emits = (db.prepare('SELECT record FROM rlm_emits WHERE run_id = ?').all(runId) as { record: string }[]).map((e) => unsealed(e.record) as string);
     const effects = (db.prepare('SELECT node_key, name, value FROM rlm_effects WHERE run_id = ?').all(runId) as Record<string, string>[]).map((e) => ({
       nodeKey: e.node_key as string,
       name: e.name as string,
-      value: e.value as string,
+      value: unsealed(e.value) as string,
     }));
     const seq = db.prepare("SELECT value FROM rlm_meta WHERE key = 'commit_seq'").get() as { value: number } | undefined;
     return { integrity, run, nodes, edges, emits, effects, commitSeq: Number(seq?.value ?? 0) };
@@ -163,11 +164,11 @@ export async function auditPostgres(client: pg.Client, runId: string): Promise<A
     childId: Number(e.child_id),
     ord: Number(e.ord),
   }));
-  const emits = (await q('SELECT record FROM rlm_emits WHERE run_id = $1', [runId])).map((e) => e.record as string);
+  const emits = (await q('SELECT record FROM rlm_emits WHERE run_id = $1', [runId])).map((e) => unsealed(e.record) as string);
   const effects = (await q('SELECT node_key, name, value FROM rlm_effects WHERE run_id = $1', [runId])).map((e) => ({
     nodeKey: e.node_key as string,
     name: e.name as string,
-    value: e.value as string,
+    value: unsealed(e.value) as string,
   }));
   const seq = await q('SELECT coalesce(max(seq), 0)::bigint AS s FROM rlm_commits');
   return { integrity, run, nodes, edges, emits, effects, commitSeq: Number(seq[0]?.s ?? 0) };

@@ -1,7 +1,7 @@
 /*
  * Runs mutated copies of a SQLite store through rlm in one process, apart from the harness (a native crash
  * would only end this process): for each file, open the store, check it, and resume its run with the task
- * module. Prints one JSON line per case. Usage: node corrupt-child.mjs <cases.json>
+ * module; after a run that ended, `doctor` says what rlm finds in the file. Prints one JSON line per case. Usage: node corrupt-child.mjs <cases.json>
  *   cases.json: { module, runId, timeoutMs, files: [path…] }
  */
 import { readFileSync } from 'node:fs';
@@ -49,6 +49,17 @@ for (const file of files) {
       await store.close();
     } catch (error) {
       out.closeError = describe(error);
+    }
+  }
+  if (out.ok) {
+    // What rlm itself sees in the file the run left: damage in a value the run never read is still refused on read.
+    const after = new SqliteStore({ path: file, mustExist: true });
+    try {
+      out.doctor = (await after.doctor()).problems.slice(0, 3);
+    } catch (error) {
+      out.doctor = [`${describe(error).code}: ${describe(error).message}`];
+    } finally {
+      await after.close().catch(() => undefined);
     }
   }
   process.stdout.write(`${JSON.stringify(out)}\n`);

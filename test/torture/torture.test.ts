@@ -89,6 +89,7 @@ describe(`torture suite, CI tier (seed ${hexSeed(CI_SEED)})`, () => {
     expect(report.storage.walTruncations, 'WAL-tail truncations').toBeGreaterThanOrEqual(30);
     expect(report.storage.corruptFixed, 'fixed corrupt-store cases').toBeGreaterThanOrEqual(12);
     expect(report.storage.corruptFuzzed, 'fuzzed corrupt-store cases').toBeGreaterThanOrEqual(200);
+    expect(report.storage.corruptSilentlyWrong, 'damaged store files that ran to a wrong state rlm cannot see').toBe(0);
     expect(report.storage.storeErrorInjections + report.storage.storeErrorInjectionsInProcess, 'store-error injections').toBeGreaterThanOrEqual(1000);
     expect(report.model.sqliteRuns, 'model runs on SQLite').toBeGreaterThanOrEqual(300);
     expect(report.gracefulStops, 'graceful stops').toBeGreaterThan(0);

@@ -4,19 +4,20 @@
  * 1. Read. One round trip locks what the commit decides on: the committing worker's row (FOR SHARE, so a
  *    take-back of this worker waits for the commit and then sees the children it created), the runs of the ops
  *    (FOR UPDATE, in id order: commits on one run are serialised, which makes keyed dedupe, shared children,
- *    cycle checks, node budgets and parents' counters exact), the nodes the ops name (FOR UPDATE, with their
+ *    node budgets, parents' counters and the detection of a stall exact), the nodes the ops name (FOR UPDATE, with their
  *    parents and shared-edge parents) and the rows behind the keys of keyed children.
  * 2. Apply. The ops run in order against that snapshot in memory, with the same rules as the SQLite store:
- *    fencing by epoch and state, born-leased children, dedupe, cycles, budgets, counters, readiness, settle.
+ *    fencing by epoch and state, born-leased children, dedupe, budgets, counters, readiness, settle.
  *    An op on a child created earlier in the same commit sees that child, because both live in memory.
- *    Only a cycle check that reaches stored ancestors reads again.
+ *    A run the commit leaves stalled (nothing pending or running, nodes waiting) is settled by the store after
+ *    the write, once it has searched the run for dependency cycles (store/cycles.ts).
  * 3. Write. One statement writes everything: the node updates (each still guarded by the state and epoch it was
  *    read with), the new nodes, shared edges, emitted records, effects and run counters.
  * 4. Mark. The commit's marker row holds its result, so a worker whose connection drops during COMMIT finds out
  *    whether it happened; NOTIFY wakes idle workers when pending nodes appeared.
  */
 import { failpoints } from '../../failpoints.js';
-import type { CommitOp, CommitResult, ErrorEntry, LeasedNode, NewNode, NodeState, RunState, StateCounts } from '../store.js';
+import type { CommitOp, CommitResult, ErrorEntry, LeasedNode, NewNode, NodeState, RunState, StateCounts, StepOp } from '../store.js';
 import { countsFromRow, emptyCounts, leasedFromRow, payloadOf, settledState, storableError, textOf, textOfOptional } from './rows.js';
 import type { Tables } from './schema.js';
 import type { Row, Transaction } from './session.js';
@@ -132,6 +133,8 @@ export class PgCommit {
   readonly #decrements = new Map<number, number>();
   readonly #touched = new Set<number>();
   readonly #pauseRuns = new Map<string, string>();
+  /** Runs this commit left with nothing pending or running and nodes waiting. */
+  readonly #stalled: { runId: string; wasRunning: boolean }[] = [];
 
   constructor(options: { tx: Transaction; tables: Tables; workerId: string; ops: readonly CommitOp[] }) {
     this.#tx = options.tx;
@@ -141,9 +144,9 @@ export class PgCommit {
   }
 
   /** Runs the commit inside the open transaction; returns its result without `seq` and the runs to notify. */
-  async run(): Promise<{ result: Omit<CommitResult, 'seq'>; notify: string[] }> {
+  async run(): Promise<{ result: Omit<CommitResult, 'seq'>; notify: string[]; stalled: { runId: string; wasRunning: boolean }[] }> {
     await this.#read();
-    for (const op of this.#ops) await this.#apply(op);
+    for (const op of this.#ops) this.#apply(op);
     const ready = this.#finish();
     const finishedRuns = this.#settle();
     const readyExisting = await this.#write();
@@ -151,7 +154,10 @@ export class PgCommit {
     const notify = [...this.#deltas].filter(([, counts]) => counts.pending > 0).map(([runId]) => runId);
     const frontier: Record<string, number> = {};
     for (const runId of this.#deltas.keys()) frontier[runId] = this.#run(runId).counts.pending;
-    return { result: { rejected: this.#rejected, ready: leased, finishedRuns, duplicates: this.#duplicates, frontier }, notify };
+    // Read under this commit's lock on each run: a worker learns of a pause or a cancel within one group.
+    const runStates: Record<string, RunState> = {};
+    for (const [runId, run] of this.#runs) runStates[runId] = run.state;
+    return { result: { rejected: this.#rejected, ready: leased, finishedRuns, duplicates: this.#duplicates, frontier, runStates }, notify, stalled: this.#stalled };
   }
 
   // ------------------------------------------------------------------ read
@@ -332,7 +338,7 @@ export class PgCommit {
     return node.row ? node.row.pending_children : node.pending + node.pendingDelta;
   }
 
-  async #apply(op: CommitOp): Promise<void> {
+  #apply(op: CommitOp): void {
     if (op.kind === 'effect') {
       if (!this.#fenced(op.nodeId, op.epoch)) {
         this.#reject(op.nodeId);
@@ -354,7 +360,7 @@ export class PgCommit {
       }
       this.#change(node, { spawned: op.spawned });
       if (failpoints.active) failpoints.hit('spawn.midChunk');
-      await this.#insertChildren(op.runId, node, op.children, op.waits, op.passDead);
+      this.#insertChildren(op.runId, node, op.children, op.waits, op.passDead);
       return;
     }
     const o = op.outcome;
@@ -365,9 +371,13 @@ export class PgCommit {
         this.#reject(op.nodeId);
         return;
       }
-      if (op.children.length > 0) await this.#insertChildren(op.runId, node, op.children, op.waits, op.passDead);
+      if (op.children.length > 0) this.#insertChildren(op.runId, node, op.children, op.waits, op.passDead);
       if (o.type === 'wait' && op.children.length === 0) this.#touched.add(op.nodeId);
       for (const record of op.emits) this.#emits.push({ run_id: op.runId, node_id: op.nodeId, record: textOf(record), i: this.#emits.length });
+      return;
+    }
+    if (op.ifReady) {
+      this.#applyIfReady(op);
       return;
     }
     const node = this.#fenced(op.nodeId, op.epoch);
@@ -401,17 +411,35 @@ export class PgCommit {
         break;
       case 'release':
         state = 'pending';
-        this.#change(node, { state, owner: null, attempts: op.attempts });
+        this.#change(node, { state, owner: null, attempts: op.attempts, availableAt: o.availableAt ?? 0 });
         this.#bumpEpoch(node);
         break;
     }
     this.#delta(op.runId, 'running', -1);
     this.#delta(op.runId, state, 1);
     if (o.type === 'park' && o.pauseRun) this.#pauseRuns.set(op.runId, o.reason);
-    if (op.children.length > 0) await this.#insertChildren(op.runId, node, op.children, op.waits, op.passDead);
+    if (op.children.length > 0) this.#insertChildren(op.runId, node, op.children, op.waits, op.passDead);
     if (o.type === 'wait' && op.children.length === 0) this.#touched.add(op.nodeId);
     for (const record of op.emits) this.#emits.push({ run_id: op.runId, node_id: op.nodeId, record: textOf(record), i: this.#emits.length });
     if (op.waits && (o.type === 'done' || (o.type === 'dead' && op.passDead))) this.#finished(node);
+  }
+
+  /** A combine run ahead of the store's readiness (StepOp.ifReady): done now if nothing it waits on is left. */
+  #applyIfReady(op: StepOp): void {
+    const o = op.outcome;
+    const node = this.#nodes.get(op.nodeId);
+    const left = node ? this.#pendingOf(node) - (this.#decrements.get(op.nodeId) ?? 0) : 1;
+    if (o.type !== 'done' || !node || !(node.locked || node.row) || node.state !== 'waiting' || node.epoch !== op.epoch || left > 0) {
+      this.#reject(op.nodeId);
+      return;
+    }
+    this.#change(node, { state: 'done', phase: 'combine', result: textOfOptional(o.result), attempts: op.attempts, owner: null, suspect: false });
+    this.#addPending(node, -this.#pendingOf(node));
+    this.#decrements.delete(op.nodeId);
+    this.#delta(op.runId, 'waiting', -1);
+    this.#delta(op.runId, 'done', 1);
+    for (const record of op.emits) this.#emits.push({ run_id: op.runId, node_id: op.nodeId, record: textOf(record), i: this.#emits.length });
+    if (op.waits) this.#finished(node);
   }
 
   /** A node reached its end: each parent waiting on it has one unfinished child fewer. */
@@ -428,14 +456,15 @@ export class PgCommit {
     return run;
   }
 
-  async #insertChildren(runId: string, parent: NodeView, children: readonly NewNode[], waits: boolean, passDead: boolean): Promise<void> {
+  #insertChildren(runId: string, parent: NodeView, children: readonly NewNode[], waits: boolean, passDead: boolean): void {
     const run = this.#run(runId);
     let unfinished = 0;
-    let cycle: string | null = null;
     for (const child of children) {
       let state: NodeState = child.state;
       let parkReason: string | null = null;
-      if (run.budget !== null && run.count >= run.budget && state !== 'dead' && state !== 'parked') {
+      // A child whose step ran already (born and finished within its parent's group) is kept as it is: parking
+      // it now would leave its results, children and its parent's combine built on a node that never ran.
+      if (run.budget !== null && run.count >= run.budget && (state === 'pending' || state === 'running')) {
         state = 'parked';
         parkReason = `node budget of ${run.budget} reached`;
         this.#pauseRuns.set(runId, parkReason);
@@ -466,7 +495,7 @@ export class PgCommit {
           suspect: false,
           pending_children: 0,
           spawned: 0,
-          available_at: 0,
+          available_at: child.availableAt ?? 0,
           park_reason: parkReason,
           errors: child.error ? [storableError(child.error)] : null,
           traceparent: child.traceparent,
@@ -488,18 +517,12 @@ export class PgCommit {
       // A key this parent lists twice is one child of it: counted and linked once, or it would wait forever
       // for a second completion that never comes.
       if (existing.parentId === parent.id || existing.edgeParents.includes(parent.id) || this.#edgeSet.has(`${parent.id}:${existing.id}`)) continue;
-      if (waits && existing.state !== 'done' && (await this.#isAncestor(existing.id, parent.id))) {
-        cycle = child.key;
-        continue;
-      }
       this.#link(parent.id, existing.id, child.ord);
       if (waits && existing.state !== 'done' && !(existing.state === 'dead' && passDead)) unfinished++;
     }
     if (waits && unfinished > 0) this.#addPending(parent, unfinished);
     // Every child finished already (or was shared and done): the parent may be ready for its combine now.
     else if (waits) this.#touched.add(parent.id);
-    // Its waiting parents count a node dead of a cycle as finished when dead children pass.
-    if (cycle !== null && this.#cycle(runId, parent, cycle) && waits && passDead) this.#finished(parent);
   }
 
   #link(parentId: number, childId: number, ord: number): void {
@@ -513,63 +536,6 @@ export class PgCommit {
       this.#newEdgeParents.set(childId, parents);
     }
     parents.add(parentId);
-  }
-
-  /** Whether `ancestorId` is `nodeId` or above it, through first parents and shared edges, stored or new. */
-  async #isAncestor(ancestorId: number, nodeId: number): Promise<boolean> {
-    const seen = new Set<number>();
-    let frontier = [nodeId];
-    while (frontier.length > 0) {
-      const stored: number[] = [];
-      while (frontier.length > 0) {
-        const id = frontier.pop() as number;
-        if (id === ancestorId) return true;
-        if (seen.has(id)) continue;
-        seen.add(id);
-        for (const parent of this.#newEdgeParents.get(id) ?? []) frontier.push(parent);
-        const node = this.#nodes.get(id);
-        if (node?.row) frontier.push(node.row.parent_id);
-        else stored.push(id);
-      }
-      if (stored.length === 0) break;
-      // Stored ancestry in one query; edges this commit added may lead on from there.
-      const rows = await this.#tx.query(
-        `WITH RECURSIVE up(id) AS (
-           SELECT unnest($1::bigint[])
-           UNION
-           SELECT p.parent FROM up JOIN (
-             SELECT id AS child, parent_id AS parent FROM ${this.#t.nodes} WHERE parent_id IS NOT NULL
-             UNION ALL SELECT child_id, parent_id FROM ${this.#t.edges}
-           ) p ON p.child = up.id
-         ) SELECT id FROM up`,
-        [stored],
-      );
-      frontier = [];
-      for (const row of rows) {
-        const id = row.id as number;
-        if (id === ancestorId) return true;
-        seen.add(id);
-        for (const parent of this.#newEdgeParents.get(id) ?? []) if (!seen.has(parent)) frontier.push(parent);
-      }
-    }
-    return false;
-  }
-
-  /** A child closes a dependency cycle: waiting would hang, so the parent goes to the dead-letter queue. */
-  #cycle(runId: string, parent: NodeView, key: string): boolean {
-    if (parent.state !== 'waiting' && parent.state !== 'running') return false;
-    this.#delta(runId, parent.state, -1);
-    this.#delta(runId, 'dead', 1);
-    this.#change(parent, { state: 'dead', owner: null });
-    this.#addError(parent, {
-      attempt: 0,
-      message: `Dependency cycle: the child with key ${JSON.stringify(key)} is this node or one of its ancestors; waiting on it would never end.`,
-      code: 'CYCLE',
-      stack: null,
-      at: this.#now,
-      worker: this.#workerId,
-    });
-    return true;
   }
 
   // ------------------------------------------------------------------ finish
@@ -604,8 +570,8 @@ export class PgCommit {
               depth: row.depth,
               priority: row.priority,
               version: row.version,
-              input: payloadOf(row.input) ?? 'null',
-              context: payloadOf(row.context),
+              input: payloadOf(row.input, { table: 'rlm_nodes', column: 'input', row }) ?? 'null',
+              context: payloadOf(row.context, { table: 'rlm_nodes', column: 'context', row }),
               phase: 'combine',
               attempts: row.attempts,
               epoch: row.epoch,
@@ -634,6 +600,13 @@ export class PgCommit {
         state = 'paused';
         pauseReason = reason;
         run.write = 'pause';
+      }
+      if (run.counts.pending + run.counts.running === 0 && run.counts.waiting > 0) {
+        // Stalled with nodes waiting: the store searches for a dependency cycle after the write, then settles.
+        this.#stalled.push({ runId, wasRunning: before === 'running' });
+        run.state = state;
+        run.pauseReason = pauseReason;
+        continue;
       }
       const root = this.#nodes.get(run.rootId);
       const settled = settledState({ state, counts: run.counts, rootState: root?.state ?? run.rootState, pauseReason, reopen: false });

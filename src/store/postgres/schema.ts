@@ -1,3 +1,5 @@
+import { postgresChecksSql } from '../constraints.js';
+
 /**
  * The PostgreSQL schema as an ordered list of migrations. `rlm_migrations` records the applied versions; a newer
  * rlm applies the rest under a transaction-scoped advisory lock, so workers that start at once take turns, and
@@ -6,7 +8,14 @@
  * The SQL names no schema: it runs with `SET LOCAL search_path` to the configured one. Timestamps are epoch
  * milliseconds (BIGINT) as in the SQLite store; worker leases are judged by the database clock.
  */
-export const MIGRATIONS: readonly { version: number; sql: string }[] = [
+export interface PostgresMigration {
+  version: number;
+  sql: string;
+  /** Rewrites stored values in JavaScript after `sql`, in the same transaction: `seal` puts each under its checksum. */
+  data?: 'seal';
+}
+
+export const MIGRATIONS: readonly PostgresMigration[] = [
   {
     version: 1,
     sql: `
@@ -140,6 +149,35 @@ ALTER TABLE rlm_runs ADD COLUMN code_hash TEXT;
     version: 3,
     sql: `
 ALTER TABLE rlm_runs ADD COLUMN pass_dead BOOLEAN NOT NULL DEFAULT false;
+`,
+  },
+  {
+    // Every stored value under its checksum (see store/checksum.ts): values written before are sealed by the store.
+    version: 4,
+    sql: '',
+    data: 'seal',
+  },
+  {
+    // CHECK constraints on every column whose values rlm defines (see constraints.ts); adding them checks every row.
+    version: 5,
+    sql: postgresChecksSql(),
+  },
+  {
+    // The node a worker runs alone (a suspect) and its epoch: a worker whose lease expires while running it
+    // charges it an attempt, whichever host takes the lease back.
+    version: 6,
+    sql: `
+ALTER TABLE rlm_workers ADD COLUMN alone_id BIGINT;
+ALTER TABLE rlm_workers ADD COLUMN alone_epoch INTEGER;
+`,
+  },
+  {
+    // What progress readers without the task need: its estimate of the run's size, and the worker that last joined.
+    version: 7,
+    sql: `
+ALTER TABLE rlm_runs ADD COLUMN estimate BIGINT;
+ALTER TABLE rlm_runs ADD COLUMN last_worker TEXT;
+ALTER TABLE rlm_runs ADD COLUMN last_worker_at BIGINT;
 `,
   },
 ];

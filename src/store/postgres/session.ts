@@ -9,7 +9,7 @@
  *   aborted. A transaction is never applied twice. A connection lost earlier in the transaction is resolved
  *   the same way, so a retry never runs while the orphaned transaction still holds its row locks.
  */
-import { ConfigError, StoreUnavailableError } from '../../engine/errors.js';
+import { ConfigError, StoreCorruptError, StoreUnavailableError } from '../../engine/errors.js';
 import { failpoints } from '../../failpoints.js';
 
 export type Row = Record<string, unknown>;
@@ -224,6 +224,16 @@ export class Session {
     if (code === 'ERR_INVALID_URL') {
       // The driver's error carries the URL, password included: it is not kept as the cause.
       return new ConfigError(`The store URL ${this.#config.description} is not a valid postgres:// URL.`);
+    }
+    if (code === '23514') {
+      // rlm writes only the values its schema allows: a write that breaks a CHECK constraint met a row changed
+      // outside rlm (an UPDATE that went around it), or a bug in rlm.
+      const constraint = (error as { constraint?: unknown }).constraint;
+      return new StoreCorruptError(
+        `The store ${this.#config.description} is damaged: a stored row holds a value outside rlm's schema (constraint ${String(constraint ?? 'unknown')}: ${message}). ` +
+          'rlm will not go on with it: restore the schema from a backup (`rlm doctor` lists what it finds).',
+        { cause: error },
+      );
     }
     if (code === '28P01' || code === '28000' || code === '3D000' || code === 'ENOTFOUND' || code === '42501') {
       return new StoreUnavailableError(`Cannot use PostgreSQL at ${this.#config.description}: ${message} (${code}).`, { cause: error });

@@ -1,8 +1,24 @@
+import { seal, sealError } from '../checksum.js';
+import { CONSTRAINTS, sqliteChecks } from '../constraints.js';
+import type { ErrorEntry } from '../store.js';
+import type { SqliteDatabase } from './sqlite-store.js';
+
 /**
  * The SQLite schema as an ordered list of migrations. The store file records the highest applied version in
  * `rlm_migrations`; a newer rlm applies the rest on open, and an older rlm refuses a file it does not know.
  */
-export const MIGRATIONS: readonly { version: number; sql: string }[] = [
+export interface SqliteMigration {
+  version: number;
+  sql: string;
+  /**
+   * A step in JavaScript after `sql`, in the same transaction: `seal` registers `rlm_seal` and `rlm_seal_errors`
+   * for the SQL, which puts every stored value under its checksum; `checks` rebuilds each table with its CHECK
+   * constraints (see constraints.ts).
+   */
+  data?: 'seal' | 'checks';
+}
+
+export const MIGRATIONS: readonly SqliteMigration[] = [
   {
     version: 1,
     sql: `
@@ -128,6 +144,90 @@ ALTER TABLE rlm_runs ADD COLUMN code_hash TEXT;
 ALTER TABLE rlm_runs ADD COLUMN pass_dead INTEGER NOT NULL DEFAULT 0;
 `,
   },
+  {
+    // Every stored value under its checksum (see store/checksum.ts): values written before are sealed here.
+    version: 4,
+    sql: `
+UPDATE rlm_runs SET input = rlm_seal(input), context = rlm_seal(context), result = rlm_seal(result);
+UPDATE rlm_nodes SET input = rlm_seal(input), context = rlm_seal(context), result = rlm_seal(result), errors = rlm_seal_errors(errors);
+UPDATE rlm_emits SET record = rlm_seal(record);
+UPDATE rlm_effects SET value = rlm_seal(value);
+`,
+    data: 'seal',
+  },
+  {
+    // CHECK constraints on every column whose values rlm defines. SQLite cannot add a constraint to a table, so
+    // each table is rebuilt with them (create, copy, drop, rename, indexes again); copying checks every row.
+    version: 5,
+    sql: '',
+    data: 'checks',
+  },
+  {
+    // The node a worker runs alone (a suspect) and its epoch: a worker whose lease expires while running it
+    // charges it an attempt, whichever host takes the lease back.
+    version: 6,
+    sql: `
+ALTER TABLE rlm_workers ADD COLUMN alone_id INTEGER;
+ALTER TABLE rlm_workers ADD COLUMN alone_epoch INTEGER;
+`,
+  },
+  {
+    // What progress readers without the task need: its estimate of the run's size, and the worker that last joined.
+    version: 7,
+    sql: `
+ALTER TABLE rlm_runs ADD COLUMN estimate INTEGER;
+ALTER TABLE rlm_runs ADD COLUMN last_worker TEXT;
+ALTER TABLE rlm_runs ADD COLUMN last_worker_at INTEGER;
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
+
+/** Applies one migration to `db`, inside the caller's transaction. */
+export function applyMigration(db: SqliteDatabase, migration: SqliteMigration): void {
+  if (migration.data === 'seal') registerSeal(db);
+  if (migration.sql.trim() !== '') db.exec(migration.sql);
+  if (migration.data === 'checks') rebuildWithChecks(db);
+}
+
+/** The SQL functions of the migration that seals the values a store held before checksums. */
+function registerSeal(db: SqliteDatabase): void {
+  if (!db.function) throw new Error('This SQLite driver cannot register SQL functions, which the migration to checksummed values needs.');
+  db.function('rlm_seal', { deterministic: true }, (value) => (typeof value === 'string' || value instanceof Uint8Array ? seal(value) : value));
+  db.function('rlm_seal_errors', { deterministic: true }, (value) => {
+    if (typeof value !== 'string') return value;
+    let list: unknown;
+    try {
+      list = JSON.parse(value);
+    } catch {
+      // Unreadable already: left as it is, so that reading it says the store is damaged.
+      return value;
+    }
+    if (!Array.isArray(list)) return value;
+    return JSON.stringify(list.map((entry) => (entry !== null && typeof entry === 'object' ? sealError(entry as ErrorEntry) : entry)));
+  });
+}
+
+/**
+ * Rebuilds each of rlm's tables with its CHECK constraints appended to its definition as it stands (so columns
+ * added by earlier migrations come along), its rows copied, its indexes created again.
+ */
+function rebuildWithChecks(db: SqliteDatabase): void {
+  for (const table of new Set(CONSTRAINTS.map((c) => c.table))) {
+    const row = db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?").get(table) as { sql: string } | undefined;
+    if (!row) throw new Error(`The table ${table} is missing; the store's schema is damaged.`);
+    const indexes = (db.prepare("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL").all(table) as { sql: string }[]).map(
+      (r) => r.sql,
+    );
+    const close = row.sql.lastIndexOf(')');
+    const head = row.sql.replace(/^CREATE TABLE\s+"?\w+"?/, `CREATE TABLE ${table}_rebuilt`);
+    const at = close - (row.sql.length - head.length);
+    const rebuilt = `${head.slice(0, at).trimEnd()},\n  ${sqliteChecks(table).join(',\n  ')}\n${head.slice(at)}`;
+    db.exec(rebuilt);
+    db.exec(`INSERT INTO ${table}_rebuilt SELECT * FROM ${table}`);
+    db.exec(`DROP TABLE ${table}`);
+    db.exec(`ALTER TABLE ${table}_rebuilt RENAME TO ${table}`);
+    for (const sql of indexes) db.exec(sql);
+  }
+}

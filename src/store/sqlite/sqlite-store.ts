@@ -4,14 +4,19 @@ import { dirname, resolve } from 'node:path';
 import {
   ConfigError,
   NotFoundError,
+  RunBusyError,
   StoreCorruptError,
   StoreIoError,
   StoreTooNewError,
   StoreUnavailableError,
 } from '../../engine/errors.js';
 import { failpoints } from '../../failpoints.js';
+import { cycleError, findCycleClosers } from '../cycles.js';
+import { open, openErrors, seal, sealError, sealOptional } from '../checksum.js';
 import * as shared from '../rows.js';
-import { type Columns, emptyCounts, LEASED_COLUMNS, type Row, workerFromRow } from '../rows.js';
+import type { DoctorReport } from '../audit.js';
+import { type Columns, dropRefused, emptyCounts, LEASED_COLUMNS, type Row, workerFromRow } from '../rows.js';
+import { isPersonPause, WORKER_RETENTION_MS } from '../store.js';
 import type {
   ClaimFilter,
   CommitOp,
@@ -26,21 +31,28 @@ import type {
   NodeState,
   Payload,
   RunCode,
+  RunFilter,
   RunRecord,
   RunState,
   StateCounts,
+  StepOp,
   Store,
   StoreCapabilities,
   WorkerInfo,
+  WorkerLeases,
   WorkerRecord,
 } from '../store.js';
-import { MIGRATIONS, SCHEMA_VERSION } from './schema.js';
+import { classify } from './classify.js';
+import { doctorSqlite } from './doctor.js';
+import { applyMigration, MIGRATIONS, SCHEMA_VERSION } from './schema.js';
+import { verifyRunApart } from './verify.js';
 
 /** The part of better-sqlite3's Statement that SqliteStore uses. */
 export interface SqliteStatement {
   run(...params: unknown[]): { changes: number; lastInsertRowid: number | bigint };
   get(...params: unknown[]): unknown;
   all(...params: unknown[]): unknown[];
+  iterate(...params: unknown[]): IterableIterator<unknown>;
 }
 
 /** The part of better-sqlite3's Database that SqliteStore uses. */
@@ -50,6 +62,8 @@ export interface SqliteDatabase {
   pragma(sql: string, options?: { simple?: boolean }): unknown;
   transaction<F extends (...args: never[]) => unknown>(fn: F): F & { immediate: F };
   backup?(destination: string): Promise<unknown>;
+  /** Registers a SQL function (the migration that seals stored values uses two). */
+  function?(name: string, options: { deterministic?: boolean }, fn: (value: unknown) => unknown): unknown;
   close(): unknown;
   readonly inTransaction: boolean;
 }
@@ -65,59 +79,15 @@ export interface SqliteStoreConfig {
   mustExist?: boolean;
 }
 
-function parseErrors(text: unknown): ErrorEntry[] {
-  if (typeof text !== 'string' || text === '') return [];
-  try {
-    const parsed: unknown = JSON.parse(text);
-    return Array.isArray(parsed) ? (parsed as ErrorEntry[]) : [];
-  } catch {
-    return [];
-  }
-}
+/** Payloads are TEXT (JSON) or BLOB (bytes), sealed with their checksum; errors are JSON text of sealed entries. */
+const COLUMNS: Columns = { payload: open, errors: openErrors };
 
-/** Payloads are TEXT (JSON) or BLOB (bytes), read as they are; errors are JSON text. */
-const COLUMNS: Columns = { payload: (value) => (value as Payload | null) ?? null, errors: parseErrors };
+/** An error entry as the JSON text SQL appends to a node's errors. */
+const errorJson = (entry: ErrorEntry): string => JSON.stringify(sealError(entry));
 
 const leasedFromRow = (row: Row): LeasedNode => shared.leasedFromRow(row, COLUMNS);
 const nodeFromRow = (row: Row): NodeRecord => shared.nodeFromRow(row, COLUMNS);
 const runFromRow = (row: Row): RunRecord => shared.runFromRow(row, COLUMNS);
-
-/** Maps a driver error to the RlmError a caller can act on. Disk errors are fatal for the connection. */
-function classify(error: unknown, path: string): unknown {
-  const code = (error as { code?: unknown })?.code;
-  if (typeof code !== 'string') return error;
-  if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT')) {
-    return new StoreCorruptError(
-      `The store file ${path} is damaged or is not an rlm store (${code}). rlm will not run on it: ` +
-        'restore it from an `rlm snapshot` copy, or move it aside to start afresh.',
-      { cause: error },
-    );
-  }
-  if (code === 'SQLITE_CONSTRAINT_NOTNULL') {
-    // rlm never writes NULL where its schema forbids one: a row that holds one (so that `epoch + 1` is NULL)
-    // was damaged outside rlm.
-    return new StoreCorruptError(
-      `The store file ${path} is damaged: a stored row holds an empty value where rlm never writes one (${(error as Error).message}). rlm will not run on it: ` +
-        'restore it from an `rlm snapshot` copy, or move it aside to start afresh.',
-      { cause: error },
-    );
-  }
-  if (code === 'SQLITE_BUSY' || code.startsWith('SQLITE_BUSY_') || code === 'SQLITE_LOCKED') {
-    return new StoreUnavailableError(
-      `The store file ${path} stayed locked by another process past the busy timeout (${code}): a worker frozen inside a write (SIGSTOP, a debugger, a full disk)? ` +
-        'This write did not happen (committed work is safe); run the same command again once that process has gone on or been stopped.',
-      { cause: error },
-    );
-  }
-  if (code.startsWith('SQLITE_IOERR') || code === 'SQLITE_FULL' || code === 'SQLITE_READONLY' || code.startsWith('SQLITE_CANTOPEN')) {
-    return new StoreIoError(
-      `The store file ${path} could not be written (${code}). rlm stopped rather than go on after a disk error: ` +
-        'free space or fix permissions, then run the same command again to resume.',
-      { cause: error },
-    );
-  }
-  return error;
-}
 
 /**
  * The embedded store: one SQLite file in WAL mode. One process writes at a time (other processes wait on the
@@ -154,11 +124,7 @@ export class SqliteStore implements Store {
     if (this.#config.mustExist && !existsSync(path)) {
       throw new NotFoundError(`No store at ${path}: nothing has run there yet (start one with \`rlm run\`).`);
     }
-    try {
-      mkdirSync(dirname(path), { recursive: true });
-    } catch (error) {
-      throw new StoreUnavailableError(`Cannot create the folder of the store ${path}: ${(error as Error).message}`, { cause: error });
-    }
+    makeFolder(dirname(path), path);
     // Loaded lazily so `rlm` on PostgreSQL never needs the native module.
     let Database: new (path: string, options?: Record<string, unknown>) => SqliteDatabase;
     try {
@@ -173,7 +139,9 @@ export class SqliteStore implements Store {
       throw this.#mapOpenError(error);
     }
     try {
-      db.pragma(`busy_timeout = ${this.#config.busyTimeoutMs ?? 10_000}`);
+      // Opening waits less for a lock than a write does: a file another program holds locked is reported
+      // within seconds (migrate() sets the full timeout once the file is known to be usable).
+      db.pragma(`busy_timeout = ${Math.min(this.#config.busyTimeoutMs ?? 10_000, OPEN_BUSY_MS)}`);
       // Switching to WAL rewrites the file's header: a database that is not rlm's is refused before that.
       const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").all() as { name: string }[];
       if (tables.length > 0 && !tables.some((t) => t.name === 'rlm_runs' || t.name === 'rlm_migrations')) {
@@ -201,7 +169,15 @@ export class SqliteStore implements Store {
   }
 
   #mapOpenError(error: unknown): unknown {
-    if (error instanceof StoreCorruptError || error instanceof StoreIoError) return error;
+    if (error instanceof StoreCorruptError || error instanceof StoreIoError || error instanceof ConfigError) return error;
+    const code = (error as { code?: unknown })?.code;
+    if (code === 'SQLITE_CANTOPEN' || code === 'SQLITE_READONLY' || (typeof code === 'string' && (code.startsWith('SQLITE_CANTOPEN_') || code.startsWith('SQLITE_READONLY_')))) {
+      return new ConfigError(
+        `Cannot create or write the store ${this.path} (${code}: ${(error as Error).message}): this user may not write the file or its folder (SQLite also writes ${this.path}-wal and -shm beside it). ` +
+          'Fix the permissions, or choose a writable path with --store sqlite:PATH (or RLM_STORE).',
+        { cause: error },
+      );
+    }
     const mapped = classify(error, this.path);
     if (mapped !== error) return mapped;
     return new StoreUnavailableError(`Cannot open the store ${this.path}: ${(error as Error).message}`, { cause: error });
@@ -268,6 +244,7 @@ export class SqliteStore implements Store {
     } catch (error) {
       throw this.#fail(error);
     }
+    this.#read(() => this.db.pragma(`busy_timeout = ${this.#config.busyTimeoutMs ?? 10_000}`));
     try {
       this.#checkVersion();
       for (const migration of MIGRATIONS) {
@@ -275,7 +252,7 @@ export class SqliteStore implements Store {
           const applied = this.db.prepare('SELECT 1 FROM rlm_migrations WHERE version = ?').get(migration.version);
           if (applied) return;
           this.db.prepare('INSERT INTO rlm_migrations (version, applied_at) VALUES (?, ?)').run(migration.version, Date.now());
-          this.db.exec(migration.sql);
+          applyMigration(this.db, migration);
         });
       }
     } catch (error) {
@@ -305,7 +282,7 @@ export class SqliteStore implements Store {
       const memory = new Database(':memory:');
       try {
         memory.exec('CREATE TABLE IF NOT EXISTS rlm_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
-        for (const migration of MIGRATIONS) memory.exec(migration.sql);
+        for (const migration of MIGRATIONS) applyMigration(memory, migration);
         return list(memory);
       } finally {
         memory.close();
@@ -369,6 +346,17 @@ export class SqliteStore implements Store {
     if (failpoints.active) failpoints.hit('snapshot.end');
   }
 
+  /** Before a run resumes, beside the run: see verify.ts. */
+  async verifyRun(runId: string): Promise<void> {
+    if (this.#poisoned) throw this.#poisoned;
+    await verifyRunApart(this.path, this.description, runId);
+  }
+
+  /** Checks the whole store (`rlm doctor`): the file, every constraint, checksum and counter. */
+  async doctor(): Promise<DoctorReport> {
+    return this.#read(() => this.db.transaction(() => doctorSqlite(this.db))());
+  }
+
   /** Runs SQLite's own consistency check. */
   integrityCheck(): string[] {
     return this.#read(() => (this.db.prepare('PRAGMA integrity_check').all() as Row[]).map((row) => String(Object.values(row)[0])));
@@ -394,6 +382,8 @@ export class SqliteStore implements Store {
 
   async createRun(run: NewRun): Promise<RunRecord> {
     const now = Date.now();
+    const input = seal(run.input);
+    const context = sealOptional(run.context);
     this.#write(() => {
       if (this.#stmt('SELECT 1 FROM rlm_runs WHERE id = ?').get(run.id)) {
         throw new ConfigError(`A run with id ${run.id} exists already; resume it with --run ${run.id}, or choose another id.`);
@@ -402,11 +392,11 @@ export class SqliteStore implements Store {
       this.#stmt(
         `INSERT INTO rlm_nodes (id, run_id, parent_id, ord, key, keyed, depth, priority, order_key, version, state, input, context, traceparent, created_at, updated_at)
          VALUES (?, ?, NULL, 0, ?, ?, 0, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)`,
-      ).run(rootId, run.id, run.rootKey, run.rootKeyed ? 1 : 0, run.rootPriority, run.order === 'dfs' ? -rootId : rootId, run.taskVersion, run.input, run.context, run.traceparent, now, now);
+      ).run(rootId, run.id, run.rootKey, run.rootKeyed ? 1 : 0, run.rootPriority, run.order === 'dfs' ? -rootId : rootId, run.taskVersion, input, context, run.traceparent, now, now);
       this.#stmt(
-        `INSERT INTO rlm_runs (id, task, task_version, state, input, context, frontier_order, node_budget, node_count, root_id, n_pending, created_at, updated_at, pass_dead)
-         VALUES (?, ?, ?, 'running', ?, ?, ?, ?, 1, ?, 1, ?, ?, ?)`,
-      ).run(run.id, run.task, run.taskVersion, run.input, run.context, run.order, run.nodeBudget, rootId, now, now, run.passDead ? 1 : 0);
+        `INSERT INTO rlm_runs (id, task, task_version, state, input, context, frontier_order, node_budget, node_count, root_id, n_pending, created_at, updated_at, pass_dead, estimate)
+         VALUES (?, ?, ?, 'running', ?, ?, ?, ?, 1, ?, 1, ?, ?, ?, ?)`,
+      ).run(run.id, run.task, run.taskVersion, input, context, run.order, run.nodeBudget, rootId, now, now, run.passDead ? 1 : 0, run.estimate ?? null);
     });
     const created = await this.getRun(run.id);
     if (!created) throw new Error(`Run ${run.id} vanished right after it was created.`);
@@ -418,8 +408,22 @@ export class SqliteStore implements Store {
     return row ? runFromRow(row) : undefined;
   }
 
-  async listRuns(limit = 100): Promise<RunRecord[]> {
-    return this.#read(() => (this.#stmt('SELECT * FROM rlm_runs ORDER BY created_at DESC LIMIT ?').all(limit) as Row[]).map(runFromRow));
+  async listRuns(limit = 100, filter: RunFilter = {}): Promise<RunRecord[]> {
+    const offset = filter.offset ?? 0;
+    return this.#read(() =>
+      (filter.state
+        ? (this.#stmt('SELECT * FROM rlm_runs WHERE state = ? ORDER BY created_at DESC, id LIMIT ? OFFSET ?').all(filter.state, limit, offset) as Row[])
+        : (this.#stmt('SELECT * FROM rlm_runs ORDER BY created_at DESC, id LIMIT ? OFFSET ?').all(limit, offset) as Row[])
+      ).map(runFromRow),
+    );
+  }
+
+  async countRuns(filter: RunFilter = {}): Promise<number> {
+    return this.#read(() =>
+      filter.state
+        ? (this.#stmt('SELECT count(*) AS n FROM rlm_runs WHERE state = ?').get(filter.state) as { n: number }).n
+        : (this.#stmt('SELECT count(*) AS n FROM rlm_runs').get() as { n: number }).n,
+    );
   }
 
   async setRunState(runId: string, state: RunState, options: { from?: readonly RunState[]; reason?: string | null } = {}): Promise<boolean> {
@@ -428,9 +432,117 @@ export class SqliteStore implements Store {
       if (!row) throw new NotFoundError(`No run ${runId} in ${this.description}; \`rlm status\` lists the runs.`);
       if (options.from && !options.from.includes(row.state)) return false;
       const now = Date.now();
-      this.#stmt('UPDATE rlm_runs SET state = ?, pause_reason = ?, updated_at = ? WHERE id = ?').run(state, options.reason ?? null, now, runId);
+      this.#stmt('UPDATE rlm_runs SET state = ?, pause_reason = ?, finished_at = CASE WHEN ? THEN ? ELSE finished_at END, updated_at = ? WHERE id = ?').run(
+        state,
+        options.reason ?? null,
+        state === 'cancelled' ? 1 : 0,
+        now,
+        now,
+        runId,
+      );
       return true;
     });
+  }
+
+  async setNodeBudget(runId: string, budget: number | null): Promise<number> {
+    return this.#write(() => {
+      const row = this.#stmt('UPDATE rlm_runs SET node_budget = ?, updated_at = ? WHERE id = ? RETURNING node_count').get(budget, Date.now(), runId) as
+        | { node_count: number }
+        | undefined;
+      if (!row) throw new NotFoundError(`No run ${runId} in ${this.description}; \`rlm status\` lists the runs.`);
+      return row.node_count;
+    });
+  }
+
+  /** Nodes of a run leased by workers still alive: deleting them would pull work from under those workers. */
+  #liveLeases(runId: string): number {
+    const row = this.#stmt(
+      "SELECT count(*) AS n FROM rlm_nodes WHERE state = 'running' AND run_id = ? AND owner IN (SELECT id FROM rlm_workers WHERE state = 'alive' AND lease_until >= ?)",
+    ).get(runId, Date.now()) as { n: number };
+    return row.n;
+  }
+
+  /** Deletes everything a run owns but its row. */
+  #deleteRunContents(runId: string): number {
+    this.#stmt('DELETE FROM rlm_edges WHERE parent_id IN (SELECT id FROM rlm_nodes WHERE run_id = ?)').run(runId);
+    this.#stmt('DELETE FROM rlm_effects WHERE run_id = ?').run(runId);
+    this.#stmt('DELETE FROM rlm_emits WHERE run_id = ?').run(runId);
+    return this.#stmt('DELETE FROM rlm_nodes WHERE run_id = ?').run(runId).changes;
+  }
+
+  async deleteRun(runId: string, options: { force?: boolean } = {}): Promise<number> {
+    return this.#write(() => {
+      if (!this.#stmt('SELECT 1 FROM rlm_runs WHERE id = ?').get(runId)) throw new NotFoundError(`No run ${runId} in ${this.description}; \`rlm status\` lists the runs.`);
+      const leased = this.#liveLeases(runId);
+      if (leased > 0 && !options.force) throw new RunBusyError(runId, leased, 'deleting it');
+      const n = this.#deleteRunContents(runId);
+      this.#stmt('DELETE FROM rlm_runs WHERE id = ?').run(runId);
+      this.#runOrder.delete(runId);
+      return n;
+    });
+  }
+
+  async purgeRuns(finishedBefore: number): Promise<string[]> {
+    const doomed = this.#read(
+      () =>
+        this.#stmt("SELECT id FROM rlm_runs WHERE state IN ('completed', 'failed', 'cancelled') AND COALESCE(finished_at, updated_at) < ? ORDER BY created_at").all(
+          finishedBefore,
+        ) as { id: string }[],
+    );
+    const purged: string[] = [];
+    // One transaction per run: the write lock is held for one run's rows at a time, so workers go on between them.
+    for (const { id } of doomed) {
+      const gone = this.#write(() => {
+        const row = this.#stmt("SELECT 1 FROM rlm_runs WHERE id = ? AND state IN ('completed', 'failed', 'cancelled') AND COALESCE(finished_at, updated_at) < ?").get(
+          id,
+          finishedBefore,
+        );
+        if (!row || this.#liveLeases(id) > 0) return false;
+        this.#deleteRunContents(id);
+        this.#stmt('DELETE FROM rlm_runs WHERE id = ?').run(id);
+        return true;
+      });
+      if (gone) purged.push(id);
+    }
+    return purged;
+  }
+
+  async restartRun(runId: string, options: { force?: boolean } = {}): Promise<RunRecord> {
+    this.#write(() => {
+      const run = this.#stmt('SELECT root_id, frontier_order, task_version, input, context FROM rlm_runs WHERE id = ?').get(runId) as Row | undefined;
+      if (!run) throw new NotFoundError(`No run ${runId} in ${this.description}; \`rlm status\` lists the runs.`);
+      const leased = this.#liveLeases(runId);
+      if (leased > 0 && !options.force) throw new RunBusyError(runId, leased, 'restarting it');
+      const root = this.#stmt('SELECT key, keyed, priority, traceparent FROM rlm_nodes WHERE id = ?').get(run.root_id) as Row | undefined;
+      this.#deleteRunContents(runId);
+      const now = Date.now();
+      const rootId = this.#allocate(1);
+      const dfs = run.frontier_order === 'dfs';
+      this.#stmt(
+        `INSERT INTO rlm_nodes (id, run_id, parent_id, ord, key, keyed, depth, priority, order_key, version, state, input, context, traceparent, created_at, updated_at)
+         VALUES (?, ?, NULL, 0, ?, ?, 0, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)`,
+      ).run(
+        rootId,
+        runId,
+        root?.key ?? 'root',
+        root?.keyed ?? 0,
+        root?.priority ?? 0,
+        dfs ? -rootId : rootId,
+        run.task_version,
+        run.input,
+        run.context,
+        root?.traceparent ?? null,
+        now,
+        now,
+      );
+      this.#stmt(
+        `UPDATE rlm_runs SET state = 'running', result = NULL, pause_reason = NULL, finished_at = NULL, node_count = 1, root_id = ?,
+           n_pending = 1, n_running = 0, n_waiting = 0, n_done = 0, n_dead = 0, n_parked = 0, updated_at = ? WHERE id = ?`,
+      ).run(rootId, now, runId);
+    });
+    const run = await this.getRun(runId);
+    if (!run) throw new Error(`Run ${runId} vanished right after it was restarted.`);
+    return run;
   }
 
   async settleRun(runId: string): Promise<RunRecord | undefined> {
@@ -440,11 +552,16 @@ export class SqliteStore implements Store {
 
   /** Decides whether a run has ended; `reopen` lets a finished run run again once it has work (after a redrive). */
   #settle(runId: string, now: number, reopen: boolean): RunState | undefined {
-    const run = this.#stmt('SELECT * FROM rlm_runs WHERE id = ?').get(runId) as Row | undefined;
+    let run = this.#stmt('SELECT * FROM rlm_runs WHERE id = ?').get(runId) as Row | undefined;
     if (!run) return undefined;
     const state = run.state as RunState;
     if (state === 'cancelled') return state;
-    const active = (run.n_pending as number) + (run.n_running as number);
+    let active = (run.n_pending as number) + (run.n_running as number);
+    // Nothing can move and nodes still wait: a dependency cycle may hold them (see store/cycles.ts).
+    if (active === 0 && (run.n_waiting as number) > 0 && this.#breakCycles(runId, run.root_id as number, now)) {
+      run = this.#stmt('SELECT * FROM rlm_runs WHERE id = ?').get(runId) as Row;
+      active = (run.n_pending as number) + (run.n_running as number);
+    }
     const root = this.#stmt('SELECT state, result FROM rlm_nodes WHERE id = ?').get(run.root_id) as { state: NodeState; result: Payload | null } | undefined;
     if (!root) throw new StoreCorruptError(`The store ${this.path} is damaged: the root node of run ${runId} is missing.`);
     let next: RunState = state;
@@ -479,19 +596,25 @@ export class SqliteStore implements Store {
     return this.#write(() => {
       const row = this.#stmt('SELECT code_version, code_hash FROM rlm_runs WHERE id = ?').get(runId) as { code_version: number | null; code_hash: string | null } | undefined;
       if (!row) throw new NotFoundError(`No run ${runId} in ${this.description}; \`rlm status\` lists the runs.`);
-      this.#stmt('UPDATE rlm_runs SET code_version = ?, code_hash = ?, pass_dead = COALESCE(?, pass_dead) WHERE id = ?').run(
-        code.version,
-        code.hash,
-        code.passDead === undefined ? null : code.passDead ? 1 : 0,
-        runId,
-      );
+      this.#stmt(
+        'UPDATE rlm_runs SET code_version = ?, code_hash = ?, pass_dead = COALESCE(?, pass_dead), last_worker = COALESCE(?, last_worker), last_worker_at = COALESCE(?, last_worker_at) WHERE id = ?',
+      ).run(code.version, code.hash, code.passDead === undefined ? null : code.passDead ? 1 : 0, code.workerId ?? null, code.workerId === undefined ? null : Date.now(), runId);
       return row.code_version === null || row.code_hash === null ? null : { version: row.code_version, hash: row.code_hash };
+    });
+  }
+
+  async setRunEstimate(runId: string, estimate: number | null): Promise<void> {
+    this.#write(() => {
+      const changed = this.#stmt('UPDATE rlm_runs SET estimate = ? WHERE id = ?').run(estimate, runId) as { changes: number };
+      if (changed.changes === 0) throw new NotFoundError(`No run ${runId} in ${this.description}; \`rlm status\` lists the runs.`);
     });
   }
 
   async registerWorker(info: WorkerInfo, leaseMs: number): Promise<void> {
     const now = Date.now();
     this.#write(() => {
+      // Each process adds a row: rows of workers gone long ago are pruned here, once per process.
+      this.#stmt("DELETE FROM rlm_workers WHERE state <> 'alive' AND heartbeat_at < ?").run(now - WORKER_RETENTION_MS);
       this.#stmt(
         `INSERT INTO rlm_workers (id, host, pid, pid_start, task, version, state, lease_until, heartbeat_at, started_at)
          VALUES (?, ?, ?, ?, ?, ?, 'alive', ?, ?, ?)`,
@@ -509,25 +632,47 @@ export class SqliteStore implements Store {
     return alive;
   }
 
-  async listWorkers(): Promise<WorkerRecord[]> {
-    return this.#read(() => (this.#stmt('SELECT * FROM rlm_workers ORDER BY started_at DESC').all() as Row[]).map(workerFromRow));
+  async listWorkers(options: { alive?: boolean } = {}): Promise<WorkerRecord[]> {
+    const sql = options.alive ? "SELECT * FROM rlm_workers WHERE state = 'alive' ORDER BY started_at DESC" : 'SELECT * FROM rlm_workers ORDER BY started_at DESC';
+    return this.#read(() => (this.#stmt(sql).all() as Row[]).map(workerFromRow));
+  }
+
+  async workerLeases(): Promise<WorkerLeases[]> {
+    const rows = this.#read(
+      () =>
+        this.#stmt(
+          "SELECT owner, run_id, count(*) AS n FROM rlm_nodes WHERE state = 'running' AND owner IS NOT NULL GROUP BY owner, run_id ORDER BY owner, run_id",
+        ).all() as { owner: string; run_id: string; n: number }[],
+    );
+    return rows.map((row) => ({ workerId: row.owner, runId: row.run_id, nodes: row.n }));
   }
 
   async takeBack(options: { deadIds?: readonly string[]; expiredBefore?: number; blame?: readonly { id: number; epoch: number }[] }): Promise<number> {
     return this.#write(() => {
       const now = Date.now();
-      for (const node of options.blame ?? []) {
-        this.#stmt("UPDATE rlm_nodes SET attempts = attempts + 1 WHERE id = ? AND epoch = ? AND state = 'running'").run(node.id, node.epoch);
-      }
       const victims: string[] = [];
+      // A victim running a node alone (see markAlone) is that node's fault, wherever its process was: charged
+      // once, whether its own host's flight recorder or the store says so.
+      const blame = new Map<number, number>();
+      for (const node of options.blame ?? []) blame.set(node.id, node.epoch);
+      const dead = (row: { id: string; alone_id: number | null; alone_epoch: number | null }) => {
+        victims.push(row.id);
+        if (row.alone_id !== null && row.alone_epoch !== null) blame.set(row.alone_id, row.alone_epoch);
+      };
       for (const id of options.deadIds ?? []) {
-        if (this.#stmt("UPDATE rlm_workers SET state = 'dead' WHERE id = ? AND state = 'alive'").run(id).changes === 1) victims.push(id);
+        const row = this.#stmt("UPDATE rlm_workers SET state = 'dead' WHERE id = ? AND state = 'alive' RETURNING id, alone_id, alone_epoch").get(id) as
+          | { id: string; alone_id: number | null; alone_epoch: number | null }
+          | undefined;
+        if (row) dead(row);
       }
       if (options.expiredBefore !== undefined) {
-        const expired = this.#stmt("UPDATE rlm_workers SET state = 'dead' WHERE state = 'alive' AND lease_until < ? RETURNING id").all(
+        const expired = this.#stmt("UPDATE rlm_workers SET state = 'dead' WHERE state = 'alive' AND lease_until < ? RETURNING id, alone_id, alone_epoch").all(
           options.expiredBefore,
-        ) as { id: string }[];
-        for (const row of expired) victims.push(row.id);
+        ) as { id: string; alone_id: number | null; alone_epoch: number | null }[];
+        for (const row of expired) dead(row);
+      }
+      for (const [id, epoch] of blame) {
+        this.#stmt("UPDATE rlm_nodes SET attempts = attempts + 1 WHERE id = ? AND epoch = ? AND state = 'running'").run(id, epoch);
       }
       if (failpoints.active && victims.length > 0) failpoints.hit('takeback.afterMarkDead');
       let taken = 0;
@@ -543,6 +688,12 @@ export class SqliteStore implements Store {
         this.#stmt('UPDATE rlm_runs SET n_running = n_running - ?, n_pending = n_pending + ?, updated_at = ? WHERE id = ?').run(n, n, now, runId);
       }
       return taken;
+    });
+  }
+
+  async markAlone(workerId: string, node: { id: number; epoch: number } | null): Promise<void> {
+    this.#write(() => {
+      this.#stmt('UPDATE rlm_workers SET alone_id = ?, alone_epoch = ? WHERE id = ?').run(node?.id ?? null, node?.epoch ?? null, workerId);
     });
   }
 
@@ -664,16 +815,16 @@ export class SqliteStore implements Store {
 
   async getEffect(runId: string, nodeKey: string, name: string): Promise<EffectRecord | undefined> {
     const row = this.#read(
-      () => this.#stmt('SELECT name, value, node_id, at FROM rlm_effects WHERE run_id = ? AND node_key = ? AND name = ?').get(runId, nodeKey, name) as Row | undefined,
+      () => this.#stmt('SELECT run_id, name, value, node_id, at FROM rlm_effects WHERE run_id = ? AND node_key = ? AND name = ?').get(runId, nodeKey, name) as Row | undefined,
     );
-    return row ? { name: row.name as string, value: row.value as Payload, nodeId: row.node_id as number, at: row.at as number } : undefined;
+    return row ? { name: row.name as string, value: openEffect(row), nodeId: row.node_id as number, at: row.at as number } : undefined;
   }
 
   async listEffects(nodeId: number): Promise<EffectRecord[]> {
     return this.#read(() =>
-      (this.#stmt('SELECT name, value, node_id, at FROM rlm_effects WHERE node_id = ? ORDER BY at').all(nodeId) as Row[]).map((row) => ({
+      (this.#stmt('SELECT run_id, name, value, node_id, at FROM rlm_effects WHERE node_id = ? ORDER BY at').all(nodeId) as Row[]).map((row) => ({
         name: row.name as string,
-        value: row.value as Payload,
+        value: openEffect(row),
         nodeId: row.node_id as number,
         at: row.at as number,
       })),
@@ -684,18 +835,18 @@ export class SqliteStore implements Store {
     return this.#read(() =>
       (
         this.#stmt(
-          `SELECT key, state, result, errors FROM (
-             SELECT ord, id, key, state, result, errors FROM rlm_nodes WHERE parent_id = ?
+          `SELECT id, run_id, key, state, result, errors FROM (
+             SELECT ord, id, run_id, key, state, result, errors FROM rlm_nodes WHERE parent_id = ?
              UNION ALL
-             SELECT e.ord, n.id, n.key, n.state, n.result, n.errors FROM rlm_edges e JOIN rlm_nodes n ON n.id = e.child_id WHERE e.parent_id = ?
+             SELECT e.ord, n.id, n.run_id, n.key, n.state, n.result, n.errors FROM rlm_edges e JOIN rlm_nodes n ON n.id = e.child_id WHERE e.parent_id = ?
            ) ORDER BY ord, id`,
         ).all(nodeId, nodeId) as Row[]
       ).map((row) => {
-        const errors = parseErrors(row.errors);
+        const errors = openErrors(row.errors, { table: 'rlm_nodes', column: 'errors', row });
         return {
           key: row.key as string,
           state: row.state as NodeState,
-          result: (row.result as Payload | null) ?? null,
+          result: open(row.result, { table: 'rlm_nodes', column: 'result', row }),
           error: errors.length > 0 ? (errors[errors.length - 1]?.message ?? null) : null,
         };
       }),
@@ -739,23 +890,46 @@ export class SqliteStore implements Store {
 
   async readEmits(runId: string, afterSeq: number, limit: number): Promise<EmitRecord[]> {
     return this.#read(() =>
-      (this.#stmt('SELECT seq, node_id, record FROM rlm_emits WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?').all(runId, afterSeq, limit) as Row[]).map(
-        (row) => ({ seq: row.seq as number, nodeId: row.node_id as number, record: row.record as Payload }),
+      (this.#stmt('SELECT seq, run_id, node_id, record FROM rlm_emits WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?').all(runId, afterSeq, limit) as Row[]).map(
+        (row) => ({ seq: row.seq as number, nodeId: row.node_id as number, record: open(row.record, { table: 'rlm_emits', column: 'record', row }) ?? 'null' }),
       ),
     );
   }
 
   async subtreeCounts(nodeId: number): Promise<StateCounts> {
+    return this.#subtree(nodeId, -1) as StateCounts;
+  }
+
+  async subtreeCountsUpTo(nodeId: number, maxNodes: number): Promise<StateCounts | null> {
+    return this.#subtree(nodeId, maxNodes);
+  }
+
+  /**
+   * Walks the first-parent tree (parent_id is set once, to a node created earlier, so it has no cycles and UNION
+   * ALL needs no set of visited ids), carrying each node's state so no second lookup per node is needed.
+   */
+  #subtree(nodeId: number, maxNodes: number): StateCounts | null {
     const rows = this.#read(
       () =>
         this.#stmt(
-          `WITH RECURSIVE sub(id) AS (SELECT ? UNION SELECT n.id FROM rlm_nodes n JOIN sub ON n.parent_id = sub.id)
-           SELECT n.state AS state, count(*) AS n FROM sub JOIN rlm_nodes n ON n.id = sub.id GROUP BY n.state`,
-        ).all(nodeId) as { state: NodeState; n: number }[],
+          `WITH RECURSIVE sub(id, state) AS (SELECT id, state FROM rlm_nodes WHERE id = ? UNION ALL SELECT n.id, n.state FROM rlm_nodes n JOIN sub ON n.parent_id = sub.id LIMIT ?)
+           SELECT state, count(*) AS n FROM sub GROUP BY state`,
+        ).all(nodeId, maxNodes < 0 ? -1 : maxNodes + 1) as { state: NodeState; n: number }[],
     );
     const counts = emptyCounts();
-    for (const row of rows) counts[row.state] = row.n;
-    return counts;
+    let total = 0;
+    for (const row of rows) {
+      counts[row.state] = row.n;
+      total += row.n;
+    }
+    return maxNodes >= 0 && total > maxNodes ? null : counts;
+  }
+
+  async nextWake(runId: string): Promise<{ at: number; nodes: number } | null> {
+    const row = this.#read(
+      () => this.#stmt("SELECT min(available_at) AS at, count(*) AS n FROM rlm_nodes WHERE run_id = ? AND state = 'pending' AND available_at > ?").get(runId, Date.now()) as Row,
+    );
+    return row.at === null ? null : { at: row.at as number, nodes: row.n as number };
   }
 
   async depthHistogram(runId: string): Promise<Array<{ depth: number; count: number }>> {
@@ -767,7 +941,7 @@ export class SqliteStore implements Store {
   /** @internal Recounts a run's node states from the rows (tests compare it with the stored counters). */
   recount(runId: string): StateCounts {
     const counts = emptyCounts();
-    for (const row of this.#read(() => this.#stmt('SELECT state, count(*) AS n FROM rlm_nodes WHERE run_id = ? GROUP BY state').all(runId) as { state: NodeState; n: number }[])) {
+    for (const row of this.#read(() => this.#stmt('SELECT state, count(*) AS n FROM rlm_nodes WHERE run_id = ? AND dropped = 0 GROUP BY state').all(runId) as { state: NodeState; n: number }[])) {
       counts[row.state] = row.n;
     }
     return counts;
@@ -781,7 +955,7 @@ export class SqliteStore implements Store {
   async cancelSubtree(runId: string, nodeId: number): Promise<number> {
     return this.#write(() => {
       const now = Date.now();
-      const entry = JSON.stringify({ attempt: 0, message: 'Cancelled with its subtree (`rlm cancel`).', code: 'CANCELLED', stack: null, at: now, worker: 'cli' });
+      const entry = errorJson({ attempt: 0, message: 'Cancelled with its subtree (`rlm cancel`).', code: 'CANCELLED', stack: null, at: now, worker: 'cli' });
       const rows = this.#stmt(
         `WITH RECURSIVE sub(id) AS (SELECT id FROM rlm_nodes WHERE id = ? AND run_id = ? UNION SELECT n.id FROM rlm_nodes n JOIN sub ON n.parent_id = sub.id)
          SELECT n.id, n.state FROM sub JOIN rlm_nodes n ON n.id = sub.id WHERE n.state IN ('pending', 'running', 'waiting', 'parked')`,
@@ -806,6 +980,38 @@ export class SqliteStore implements Store {
       this.#settle(runId, now, false);
       return rows.length;
     });
+  }
+
+  /**
+   * A stalled run's dependency cycles: each node that closes one goes to the dead-letter queue (and, under
+   * deadChildren 'pass', counts as finished for its parents). Returns whether there was any.
+   */
+  #breakCycles(runId: string, rootId: number, now: number): boolean {
+    const edges = this.#stmt(WAITING_EDGES).all(rootId) as { parent: number; child: number }[];
+    const closers = findCycleClosers(rootId, edges);
+    if (closers.length === 0) return false;
+    const keyOf = this.#stmt('SELECT key FROM rlm_nodes WHERE id = ?');
+    const dead: number[] = [];
+    for (const closer of closers) {
+      const keys = closer.path.map((id) => (keyOf.get(id) as { key: string }).key);
+      const error = cycleError(keys, now, 'rlm');
+      const changed = this.#stmt(
+        "UPDATE rlm_nodes SET state = 'dead', owner = NULL, errors = json_insert(COALESCE(errors, '[]'), '$[#]', json(?)), updated_at = ? WHERE id = ? AND state = 'waiting'",
+      ).run(errorJson(error), now, closer.nodeId).changes;
+      if (changed === 1) dead.push(closer.nodeId);
+    }
+    const deltas = emptyCounts();
+    deltas.waiting -= dead.length;
+    deltas.dead += dead.length;
+    this.#releaseParents(runId, dead, now, deltas);
+    this.#stmt('UPDATE rlm_runs SET n_pending = n_pending + ?, n_waiting = n_waiting + ?, n_dead = n_dead + ?, updated_at = ? WHERE id = ?').run(
+      deltas.pending,
+      deltas.waiting,
+      deltas.dead,
+      now,
+      runId,
+    );
+    return dead.length > 0;
   }
 
   /**
@@ -853,13 +1059,17 @@ export class SqliteStore implements Store {
     return this.#write(() => {
       const now = Date.now();
       let n = 0;
+      let dropped = 0;
       for (const id of this.#heldIds(runId, 'dead', nodeIds)) {
-        n += this.#stmt(
-          "UPDATE rlm_nodes SET state = 'pending', attempts = 0, suspect = 0, available_at = 0, dropped = 0, owner = NULL, updated_at = ? WHERE id = ? AND run_id = ? AND state = 'dead'",
-        ).run(now, id, runId).changes;
+        const row = this.#stmt("SELECT dropped FROM rlm_nodes WHERE id = ? AND run_id = ? AND state = 'dead'").get(id, runId) as { dropped: number } | undefined;
+        if (!row) continue;
+        this.#stmt("UPDATE rlm_nodes SET state = 'pending', attempts = 0, suspect = 0, available_at = 0, dropped = 0, owner = NULL, updated_at = ? WHERE id = ?").run(now, id);
+        n++;
+        dropped += row.dropped;
       }
       if (n > 0) {
-        this.#stmt('UPDATE rlm_runs SET n_dead = n_dead - ?, n_pending = n_pending + ?, updated_at = ? WHERE id = ?').run(n, n, now, runId);
+        // A dropped node left the dead count when it was dropped.
+        this.#stmt('UPDATE rlm_runs SET n_dead = n_dead - ?, n_pending = n_pending + ?, updated_at = ? WHERE id = ?').run(n - dropped, n, now, runId);
         this.#settle(runId, now, true);
       }
       return n;
@@ -868,9 +1078,26 @@ export class SqliteStore implements Store {
 
   async dropDead(runId: string, nodeIds: readonly number[] | 'all'): Promise<number> {
     return this.#write(() => {
+      const run = this.#stmt('SELECT pass_dead FROM rlm_runs WHERE id = ?').get(runId) as { pass_dead: number } | undefined;
+      if (!run) throw new NotFoundError(`No run ${runId} in ${this.description}; \`rlm status\` lists the runs.`);
+      const ids = this.#heldIds(runId, 'dead', nodeIds);
+      if (run.pass_dead !== 1) {
+        for (const id of ids) {
+          const waiting = this.#stmt(
+            `SELECT p.id FROM rlm_nodes c JOIN rlm_nodes p ON p.id = c.parent_id WHERE c.id = ? AND c.run_id = ? AND c.state = 'dead' AND c.dropped = 0 AND p.state = 'waiting'
+             UNION ALL SELECT p.id FROM rlm_edges e JOIN rlm_nodes p ON p.id = e.parent_id WHERE e.child_id = ? AND p.state = 'waiting' LIMIT 1`,
+          ).get(id, runId, id) as { id: number } | undefined;
+          if (waiting) throw dropRefused(runId, id, waiting.id);
+        }
+      }
       let n = 0;
-      for (const id of this.#heldIds(runId, 'dead', nodeIds)) {
+      for (const id of ids) {
         n += this.#stmt("UPDATE rlm_nodes SET dropped = 1 WHERE id = ? AND run_id = ? AND state = 'dead' AND dropped = 0").run(id, runId).changes;
+      }
+      if (n > 0) {
+        const now = Date.now();
+        this.#stmt('UPDATE rlm_runs SET n_dead = n_dead - ?, updated_at = ? WHERE id = ?').run(n, now, runId);
+        this.#settle(runId, now, false);
       }
       return n;
     });
@@ -887,7 +1114,7 @@ export class SqliteStore implements Store {
             "UPDATE rlm_nodes SET state = 'pending', fanout_ok = CASE WHEN park_reason LIKE 'fan-out%' THEN 1 ELSE fanout_ok END, park_reason = NULL, updated_at = ? WHERE id = ? AND run_id = ? AND state = 'parked'",
           ).run(now, id, runId).changes;
         } else {
-          const entry = JSON.stringify({ attempt: 0, message: 'Rejected by a person (`rlm reject`).', code: 'REJECTED', stack: null, at: now, worker: 'cli' });
+          const entry = errorJson({ attempt: 0, message: 'Rejected by a person (`rlm reject`).', code: 'REJECTED', stack: null, at: now, worker: 'cli' });
           const changed = this.#stmt(
             "UPDATE rlm_nodes SET state = 'dead', errors = json_insert(COALESCE(errors, '[]'), '$[#]', json(?)), updated_at = ? WHERE id = ? AND run_id = ? AND state = 'parked'",
           ).run(entry, now, id, runId).changes;
@@ -903,8 +1130,9 @@ export class SqliteStore implements Store {
         if (released.pending > 0) {
           this.#stmt('UPDATE rlm_runs SET n_waiting = n_waiting + ?, n_pending = n_pending + ? WHERE id = ?').run(released.waiting, released.pending, runId);
         }
-        const run = this.#stmt('SELECT state, n_parked FROM rlm_runs WHERE id = ?').get(runId) as { state: RunState; n_parked: number };
-        if (run.state === 'paused' && run.n_parked === 0) {
+        const run = this.#stmt('SELECT state, n_parked, pause_reason FROM rlm_runs WHERE id = ?').get(runId) as { state: RunState; n_parked: number; pause_reason: string | null };
+        // The last parked node decided ends a pause for parked nodes, never a person's pause (only a resume does).
+        if (run.state === 'paused' && run.n_parked === 0 && !isPersonPause(run.pause_reason)) {
           this.#stmt("UPDATE rlm_runs SET state = 'running', pause_reason = NULL WHERE id = ?").run(runId);
         }
         this.#settle(runId, now, true);
@@ -966,7 +1194,7 @@ class CommitState {
         op.nodeKey,
         op.name,
         op.nodeId,
-        op.value,
+        seal(op.value),
         this.#now,
       );
       return;
@@ -997,8 +1225,12 @@ class CommitState {
       if (op.children.length > 0) this.#insertChildren(op.runId, op.nodeId, op.children, op.waits, op.passDead);
       if (o.type === 'wait' && op.children.length === 0) this.#touched.add(op.nodeId);
       for (const record of op.emits) {
-        s.stmt('INSERT INTO rlm_emits (run_id, node_id, record) VALUES (?, ?, ?)').run(op.runId, op.nodeId, record);
+        s.stmt('INSERT INTO rlm_emits (run_id, node_id, record) VALUES (?, ?, ?)').run(op.runId, op.nodeId, seal(record));
       }
+      return;
+    }
+    if (op.ifReady) {
+      this.#applyIfReady(op);
       return;
     }
     let row: { parent_id: number | null; shared: number } | undefined;
@@ -1008,28 +1240,28 @@ class CommitState {
           .stmt(
             "UPDATE rlm_nodes SET state = 'done', result = ?, attempts = ?, owner = NULL, suspect = 0, updated_at = ? WHERE id = ? AND epoch = ? AND state = 'running' RETURNING parent_id, shared",
           )
-          .get(o.result, op.attempts, now, op.nodeId, op.epoch) as typeof row;
+          .get(sealOptional(o.result), op.attempts, now, op.nodeId, op.epoch) as typeof row;
         break;
       case 'wait':
         row = s
           .stmt(
             "UPDATE rlm_nodes SET state = 'waiting', result = ?, attempts = ?, owner = NULL, suspect = 0, updated_at = ? WHERE id = ? AND epoch = ? AND state = 'running' RETURNING parent_id, shared",
           )
-          .get(o.result, op.attempts, now, op.nodeId, op.epoch) as typeof row;
+          .get(sealOptional(o.result), op.attempts, now, op.nodeId, op.epoch) as typeof row;
         break;
       case 'retry':
         row = s
           .stmt(
             "UPDATE rlm_nodes SET state = 'pending', attempts = ?, owner = NULL, available_at = ?, errors = json_insert(COALESCE(errors, '[]'), '$[#]', json(?)), updated_at = ? WHERE id = ? AND epoch = ? AND state = 'running' RETURNING parent_id, shared",
           )
-          .get(op.attempts, o.availableAt, JSON.stringify(o.error), now, op.nodeId, op.epoch) as typeof row;
+          .get(op.attempts, o.availableAt, errorJson(o.error), now, op.nodeId, op.epoch) as typeof row;
         break;
       case 'dead':
         row = s
           .stmt(
             "UPDATE rlm_nodes SET state = 'dead', attempts = ?, owner = NULL, errors = json_insert(COALESCE(errors, '[]'), '$[#]', json(?)), updated_at = ? WHERE id = ? AND epoch = ? AND state = 'running' RETURNING parent_id, shared",
           )
-          .get(op.attempts, JSON.stringify(o.error), now, op.nodeId, op.epoch) as typeof row;
+          .get(op.attempts, errorJson(o.error), now, op.nodeId, op.epoch) as typeof row;
         break;
       case 'park':
         row = s
@@ -1041,9 +1273,9 @@ class CommitState {
       case 'release':
         row = s
           .stmt(
-            "UPDATE rlm_nodes SET state = 'pending', owner = NULL, epoch = epoch + 1, attempts = ?, updated_at = ? WHERE id = ? AND epoch = ? AND state = 'running' RETURNING parent_id, shared",
+            "UPDATE rlm_nodes SET state = 'pending', owner = NULL, epoch = epoch + 1, attempts = ?, available_at = ?, updated_at = ? WHERE id = ? AND epoch = ? AND state = 'running' RETURNING parent_id, shared",
           )
-          .get(op.attempts, now, op.nodeId, op.epoch) as typeof row;
+          .get(op.attempts, o.availableAt ?? 0, now, op.nodeId, op.epoch) as typeof row;
         break;
     }
     if (!row) {
@@ -1058,9 +1290,33 @@ class CommitState {
     if (op.children.length > 0) this.#insertChildren(op.runId, op.nodeId, op.children, op.waits, op.passDead);
     if (o.type === 'wait' && op.children.length === 0) this.#touched.add(op.nodeId);
     for (const record of op.emits) {
-      s.stmt('INSERT INTO rlm_emits (run_id, node_id, record) VALUES (?, ?, ?)').run(op.runId, op.nodeId, record);
+      s.stmt('INSERT INTO rlm_emits (run_id, node_id, record) VALUES (?, ?, ?)').run(op.runId, op.nodeId, seal(record));
     }
     if (op.waits && (o.type === 'done' || (o.type === 'dead' && op.passDead))) this.#finished(op.nodeId, row.parent_id, row.shared === 1);
+  }
+
+  /** A combine run ahead of the store's readiness (StepOp.ifReady): done now if nothing it waits on is left. */
+  #applyIfReady(op: StepOp): void {
+    const s = this.#store;
+    const o = op.outcome;
+    const row = s.stmt("SELECT parent_id, shared, pending_children FROM rlm_nodes WHERE id = ? AND epoch = ? AND state = 'waiting'").get(op.nodeId, op.epoch) as
+      | { parent_id: number | null; shared: number; pending_children: number }
+      | undefined;
+    if (o.type !== 'done' || !row || row.pending_children - (this.#decrements.get(op.nodeId) ?? 0) > 0) {
+      this.#reject(op.nodeId);
+      return;
+    }
+    s.stmt("UPDATE rlm_nodes SET state = 'done', phase = 'combine', result = ?, attempts = ?, pending_children = 0, owner = NULL, suspect = 0, updated_at = ? WHERE id = ?").run(
+      sealOptional(o.result),
+      op.attempts,
+      this.#now,
+      op.nodeId,
+    );
+    this.#decrements.delete(op.nodeId);
+    this.#delta(op.runId, 'waiting', -1);
+    this.#delta(op.runId, 'done', 1);
+    for (const record of op.emits) s.stmt('INSERT INTO rlm_emits (run_id, node_id, record) VALUES (?, ?, ?)').run(op.runId, op.nodeId, seal(record));
+    if (op.waits) this.#finished(op.nodeId, row.parent_id, row.shared === 1);
   }
 
   #reject(nodeId: number): void {
@@ -1091,14 +1347,33 @@ class CommitState {
       this.#budgets.set(runId, budget);
     }
     let unfinished = 0;
-    let cycle: string | null = null;
     const insertKeyed = s.stmt(`${INSERT_NODES}${INSERT_ROW} ON CONFLICT (run_id, key) WHERE keyed = 1 DO NOTHING`);
     const batch: unknown[] = [];
     const plain: unknown[] = [];
+    const findKeyed = s.stmt('SELECT id, state, parent_id FROM rlm_nodes WHERE run_id = ? AND key = ? AND keyed = 1');
+    /** Links a keyed child that exists already to this parent (a memoised DAG); returns whether it is unfinished. */
+    const share = (child: NewNode, existing: { id: number; state: NodeState; parent_id: number | null }): boolean => {
+      this.duplicates.push(child.id);
+      // A key this parent lists twice is one child of it: counted and linked once, or it would wait forever
+      // for a second completion that never comes.
+      if (existing.parent_id === parentId) return false;
+      if (s.stmt('INSERT OR IGNORE INTO rlm_edges (parent_id, child_id, ord) VALUES (?, ?, ?)').run(parentId, existing.id, child.ord).changes === 0) return false;
+      s.stmt('UPDATE rlm_nodes SET shared = 1 WHERE id = ? AND shared = 0').run(existing.id);
+      return waits && existing.state !== 'done' && !(existing.state === 'dead' && passDead);
+    };
+    type Existing = { id: number; state: NodeState; parent_id: number | null };
     for (const child of children) {
+      // The worker saw this key before: look it up first rather than fail an insert.
+      const known = child.keyed && child.known ? (findKeyed.get(runId, child.key) as Existing | undefined) : undefined;
+      if (known) {
+        if (share(child, known)) unfinished++;
+        continue;
+      }
       let state: NodeState = child.state;
       let parkReason: string | null = null;
-      if (budget.budget !== null && budget.count >= budget.budget && state !== 'dead' && state !== 'parked') {
+      // A child whose step ran already (born and finished within its parent's group) is kept as it is: parking
+      // it now would leave its results, children and its parent's combine built on a node that never ran.
+      if (budget.budget !== null && budget.count >= budget.budget && (state === 'pending' || state === 'running')) {
         state = 'parked';
         parkReason = `node budget of ${budget.budget} reached`;
         this.#pauseRuns.set(runId, parkReason);
@@ -1108,12 +1383,12 @@ class CommitState {
       const owner = state === 'running' ? this.#workerId : null;
       const orderKey = order === 'dfs' ? -child.id : child.id;
       const epoch = state === 'running' || state === 'done' || state === 'waiting' ? 1 : 0;
-      const result = state === 'done' || state === 'waiting' ? (child.result ?? null) : null;
+      const result = state === 'done' || state === 'waiting' ? sealOptional(child.result) : null;
       const attempts = child.attempts ?? 0;
       let created = true;
-      if (!child.keyed && child.priority === 0 && child.context === null && child.traceparent === null && parkReason === null && !child.error) {
+      if (!child.keyed && child.priority === 0 && child.context === null && child.traceparent === null && parkReason === null && !child.error && !child.availableAt) {
         // The common child, with fewer values to bind (see PLAIN_ROW).
-        plain.push(child.id, runId, parentId, child.ord, child.key, child.depth, orderKey, child.version, state, child.input, owner, epoch, result, attempts, now, now);
+        plain.push(child.id, runId, parentId, child.ord, child.key, child.depth, orderKey, child.version, state, seal(child.input), owner, epoch, result, attempts, now, now);
       } else {
         const params = [
           child.id,
@@ -1127,15 +1402,16 @@ class CommitState {
           orderKey,
           child.version,
           state,
-          child.input,
-          child.context,
+          seal(child.input),
+          sealOptional(child.context),
           owner,
           epoch,
           parkReason,
-          child.error ? JSON.stringify([child.error]) : null,
+          child.error ? `[${errorJson(child.error)}]` : null,
           child.traceparent,
           result,
           attempts,
+          child.availableAt ?? 0,
           now,
           now,
         ];
@@ -1150,23 +1426,8 @@ class CommitState {
         if (state !== 'done' && !(state === 'dead' && passDead)) unfinished++;
         continue;
       }
-      // A keyed child that exists already: this parent shares it (a memoised DAG).
-      this.duplicates.push(child.id);
-      const existing = s.stmt('SELECT id, state, parent_id FROM rlm_nodes WHERE run_id = ? AND key = ? AND keyed = 1').get(runId, child.key) as {
-        id: number;
-        state: NodeState;
-        parent_id: number | null;
-      };
-      // A key this parent lists twice is one child of it: counted and linked once, or it would wait forever
-      // for a second completion that never comes.
-      if (existing.parent_id === parentId) continue;
-      if (waits && existing.state !== 'done' && isAncestor(s, existing.id, parentId)) {
-        cycle = child.key;
-        continue;
-      }
-      if (s.stmt('INSERT OR IGNORE INTO rlm_edges (parent_id, child_id, ord) VALUES (?, ?, ?)').run(parentId, existing.id, child.ord).changes === 0) continue;
-      s.stmt('UPDATE rlm_nodes SET shared = 1 WHERE id = ? AND shared = 0').run(existing.id);
-      if (waits && existing.state !== 'done' && !(existing.state === 'dead' && passDead)) unfinished++;
+      // A keyed child that exists already: this parent shares it.
+      if (share(child, findKeyed.get(runId, child.key) as Existing)) unfinished++;
     }
     s.insertNodes(plain, 'plain');
     s.insertNodes(batch, 'all');
@@ -1175,35 +1436,6 @@ class CommitState {
     } else if (waits) {
       // Every child finished already (or was shared and done): the parent may be ready for its combine now.
       this.#touched.add(parentId);
-    }
-    if (cycle !== null) this.#cycle(runId, parentId, cycle, waits && passDead);
-  }
-
-  /** A child closes a dependency cycle: waiting would hang, so the parent goes to the dead-letter queue. */
-  #cycle(runId: string, parentId: number, key: string, passDead: boolean): void {
-    const error: ErrorEntry = {
-      attempt: 0,
-      message: `Dependency cycle: the child with key ${JSON.stringify(key)} is this node or one of its ancestors; waiting on it would never end.`,
-      code: 'CYCLE',
-      stack: null,
-      at: this.#now,
-      worker: this.#workerId,
-    };
-    const s = this.#store;
-    const before = s.stmt('SELECT state, parent_id, shared FROM rlm_nodes WHERE id = ?').get(parentId) as
-      | { state: NodeState; parent_id: number | null; shared: number }
-      | undefined;
-    const changed = s
-      .stmt(
-        "UPDATE rlm_nodes SET state = 'dead', owner = NULL, errors = json_insert(COALESCE(errors, '[]'), '$[#]', json(?)), updated_at = ? WHERE id = ? AND state IN ('waiting', 'running')",
-      )
-      .run(JSON.stringify(error), this.#now, parentId).changes;
-    const row = changed === 1 && before ? { old: before.state } : undefined;
-    if (row) {
-      this.#delta(runId, row.old, -1);
-      this.#delta(runId, 'dead', 1);
-      // Its waiting parents count a dead child as finished when dead children pass; otherwise they would wait forever.
-      if (passDead && before) this.#finished(parentId, before.parent_id, before.shared === 1);
     }
   }
 
@@ -1246,44 +1478,84 @@ class CommitState {
       s.stmt("UPDATE rlm_runs SET state = 'paused', pause_reason = ?, updated_at = ? WHERE id = ? AND state = 'running'").run(reason, now, runId);
     }
     const finishedRuns: string[] = [];
+    const runStates: Record<string, RunState> = {};
     for (const runId of this.#runs) {
       const run = s.stmt('SELECT state FROM rlm_runs WHERE id = ?').get(runId) as { state: RunState } | undefined;
       // A node names a run that does not exist: the file was damaged outside rlm.
       if (!run) throw new StoreCorruptError(`The store ${s.path} is damaged: a node names run ${JSON.stringify(runId)}, which it does not hold.`);
       const before = run.state;
-      const after = s.settle(runId, now);
+      const after = s.settle(runId, now) ?? before;
+      runStates[runId] = after;
       if (before === 'running' && after !== 'running') finishedRuns.push(runId);
     }
     const seq = s.bumpMeta('commit_seq', 1);
-    return { rejected: this.rejected, ready, finishedRuns, duplicates: this.duplicates, seq, frontier };
+    return { rejected: this.rejected, ready, finishedRuns, duplicates: this.duplicates, seq, frontier, runStates };
   }
 }
 
+/**
+ * The waiting nodes reachable from a root (`?`) through waiting nodes, as parent → child pairs: what a stalled
+ * run's cycle search walks. Through first parents (rlm_nodes_parent) and shared edges (rlm_edges' key).
+ */
+const WAITING_EDGES = `
+WITH RECURSIVE w(id) AS (
+  SELECT id FROM rlm_nodes WHERE id = ? AND state = 'waiting'
+  UNION SELECT c.id FROM w JOIN rlm_nodes c ON c.parent_id = w.id WHERE c.state = 'waiting'
+  UNION SELECT e.child_id FROM w JOIN rlm_edges e ON e.parent_id = w.id JOIN rlm_nodes c ON c.id = e.child_id WHERE c.state = 'waiting'
+)
+SELECT w.id AS parent, c.id AS child FROM w JOIN rlm_nodes c ON c.parent_id = w.id WHERE c.state = 'waiting'
+UNION ALL
+SELECT w.id, e.child_id FROM w JOIN rlm_edges e ON e.parent_id = w.id JOIN rlm_nodes c ON c.id = e.child_id WHERE c.state = 'waiting'`;
+
 const INSERT_NODES =
-  'INSERT INTO rlm_nodes (id, run_id, parent_id, ord, key, keyed, depth, priority, order_key, version, state, input, context, owner, epoch, park_reason, errors, traceparent, result, attempts, created_at, updated_at) VALUES ';
-const INSERT_ROW = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
-const INSERT_ROW_PARAMS = 22;
+  'INSERT INTO rlm_nodes (id, run_id, parent_id, ord, key, keyed, depth, priority, order_key, version, state, input, context, owner, epoch, park_reason, errors, traceparent, result, attempts, available_at, created_at, updated_at) VALUES ';
+const INSERT_ROW = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
+const INSERT_ROW_PARAMS = 23;
 const INSERT_BATCH = 16;
-/** The common child: unkeyed, priority 0, no context, trace, park reason or error. Fewer values to bind. */
+/** The common child: unkeyed, priority 0, no context, trace, park reason, error or timer. Fewer values to bind. */
 const INSERT_PLAIN =
   'INSERT INTO rlm_nodes (id, run_id, parent_id, ord, key, depth, order_key, version, state, input, owner, epoch, result, attempts, created_at, updated_at) VALUES ';
 const PLAIN_ROW = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
 const PLAIN_ROW_PARAMS = 16;
 
-/** Whether `ancestorId` is `nodeId` or above it, through first parents and shared edges. */
-function isAncestor(s: SqliteStore, ancestorId: number, nodeId: number): boolean {
-  const seen = new Set<number>();
-  const queue = [nodeId];
-  while (queue.length > 0) {
-    const id = queue.pop() as number;
-    if (id === ancestorId) return true;
-    if (seen.has(id)) continue;
-    seen.add(id);
-    const row = s.stmt('SELECT parent_id FROM rlm_nodes WHERE id = ?').get(id) as { parent_id: number | null } | undefined;
-    if (row?.parent_id != null) queue.push(row.parent_id);
-    for (const edge of s.stmt('SELECT parent_id FROM rlm_edges WHERE child_id = ?').all(id) as { parent_id: number }[]) queue.push(edge.parent_id);
+/** How long opening a store waits for a lock another process holds, in milliseconds. */
+const OPEN_BUSY_MS = 3_000;
+
+/**
+ * Creates the folder of a store and its missing parents, one level at a time. (`mkdirSync` with `recursive`
+ * loops forever where a parent cannot hold folders, e.g. under /proc.) A folder that cannot be made is a
+ * configuration error: the path is wrong or not writable.
+ */
+function makeFolder(dir: string, store: string): void {
+  let stat: ReturnType<typeof statSync> | undefined;
+  try {
+    stat = statSync(dir);
+  } catch {
+    stat = undefined;
   }
-  return false;
+  if (stat?.isDirectory()) return;
+  const fail = (error: unknown) => {
+    const code = (error as { code?: unknown })?.code;
+    return new ConfigError(
+      `Cannot create the folder ${dir} of the store ${store} (${(error as Error).message.startsWith(String(code)) ? (error as Error).message : `${String(code)}: ${(error as Error).message}`}). ` +
+        'Choose a path in a folder this user may write, with --store sqlite:PATH (or RLM_STORE).',
+      { cause: error },
+    );
+  };
+  if (stat) throw fail(Object.assign(new Error(`${dir} is not a folder`), { code: 'ENOTDIR' }));
+  const parent = dirname(dir);
+  if (parent !== dir) makeFolder(parent, store);
+  try {
+    mkdirSync(dir);
+  } catch (error) {
+    if ((error as { code?: unknown })?.code === 'EEXIST' && statSync(dir).isDirectory()) return;
+    throw fail(error);
+  }
+}
+
+/** An effect's journaled value, checked against its checksum. */
+function openEffect(row: Row): Payload {
+  return open(row.value, { table: 'rlm_effects', column: 'value', row }) ?? 'null';
 }
 
 /** rlm's schema as its migrations create it, built once in memory. */
@@ -1293,3 +1565,4 @@ function loadBetterSqlite3(): new (path: string, options?: Record<string, unknow
   const require = createRequire(import.meta.url);
   return require('better-sqlite3') as new (path: string, options?: Record<string, unknown>) => SqliteDatabase;
 }
+

@@ -2,6 +2,7 @@
 import {
   ConfigError,
   NotFoundError,
+  RefusedError,
   RlmError,
   type RlmErrorCode,
   StoreCorruptError,
@@ -19,13 +20,17 @@ export const STORE_METHODS = [
   'createRun',
   'getRun',
   'listRuns',
+  'countRuns',
   'setRunState',
   'settleRun',
   'recordRunCode',
+  'setRunEstimate',
   'registerWorker',
   'heartbeat',
   'listWorkers',
+  'workerLeases',
   'takeBack',
+  'markAlone',
   'releaseWorker',
   'claimNodes',
   'commit',
@@ -37,13 +42,20 @@ export const STORE_METHODS = [
   'listEffects',
   'readEmits',
   'subtreeCounts',
+  'subtreeCountsUpTo',
   'depthHistogram',
+  'nextWake',
   'compact',
   'cancelSubtree',
   'redrive',
   'dropDead',
   'decideParked',
+  'setNodeBudget',
+  'deleteRun',
+  'purgeRuns',
+  'restartRun',
   'recount',
+  'verifyRun',
 ] as const satisfies readonly (keyof Store | 'recount')[];
 
 export type StoreMethod = (typeof STORE_METHODS)[number];
@@ -72,18 +84,25 @@ export function errorToWire(error: unknown): WireError {
 const CLASSES: Record<string, new (message: string) => RlmError> = {
   ConfigError,
   NotFoundError,
+  RefusedError,
   StoreCorruptError,
   StoreIoError,
   StoreTooNewError,
   StoreUnavailableError,
 };
 
+/** rlm errors whose constructors take more than a message: they cross as an RlmError of the same name and code. */
+const CODED = new Set(['RlmError', 'RunBusyError']);
+
 /** The error the thread threw, as the same class on this side. */
 export function errorFromWire(wire: WireError): Error {
   const Class = CLASSES[wire.name];
   let error: Error;
   if (Class) error = new Class(wire.message);
-  else if (wire.name === 'RlmError' && typeof wire.code === 'string') error = new RlmError(wire.message, wire.code as RlmErrorCode);
+  else if (CODED.has(wire.name) && typeof wire.code === 'string') {
+    error = new RlmError(wire.message, wire.code as RlmErrorCode);
+    error.name = wire.name;
+  }
   else {
     error = new Error(wire.message);
     error.name = wire.name;
@@ -108,7 +127,7 @@ export interface WireCommit {
 /**
  * A commit's ops as one flat array of values. Structured cloning thousands of small objects costs the main
  * thread more than the SQLite work it hands off, so ops travel as numbers and strings, and the common child
- * (unkeyed, priority 0, no context, error or trace, keyed `<parent key>/<ord>`) as 4 to 6 values: id, ord,
+ * (unkeyed, priority 0, no context, error, trace or timer, keyed `<parent key>/<ord>`) as 4 to 6 values: id, ord,
  * input, state, and for a child born finished its result and attempts. Any other child travels as itself.
  * Binary payloads (msgpack) go into one buffer that is moved to the thread, not copied: cloned one by one, each
  * would cost an ArrayBuffer of its own there, or the whole pool a Buffer is cut from.
@@ -132,7 +151,7 @@ export function encodeOps(ops: readonly CommitOp[]): WireCommit {
     if (op.kind === 'spawn') out.push(1, op.runId, op.nodeId, op.epoch, op.spawned, op.waits, op.passDead);
     else {
       const o = op.outcome;
-      out.push(2, op.runId, op.nodeId, op.epoch, op.attempts, op.waits, op.passDead, op.merged === true);
+      out.push(2, op.runId, op.nodeId, op.epoch, op.attempts, op.waits, op.passDead, op.merged === true, op.ifReady === true);
       if (o.type === 'done' || o.type === 'wait') out.push(o.type, bin(o.result));
       else out.push(o);
       out.push(op.emits.length);
@@ -155,6 +174,7 @@ export function encodeOps(ops: readonly CommitOp[]): WireCommit {
         c.context !== null ||
         c.error !== null ||
         c.traceparent !== null ||
+        c.availableAt !== undefined ||
         c.depth !== first.depth ||
         c.version !== first.version ||
         c.key !== `${parentKey}/${c.ord}`
@@ -200,6 +220,7 @@ export function decodeOps({ flat, bytes, ends }: WireCommit): CommitOp[] {
         waits: next<boolean>(),
         passDead: next<boolean>(),
         merged: next<boolean>(),
+        ifReady: next<boolean>(),
       };
       const type = next<StepOutcome | 'done' | 'wait'>();
       const outcome: StepOutcome = typeof type === 'string' ? { type, result: pay(next<Payload | null | number>()) } : type;

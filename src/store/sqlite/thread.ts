@@ -1,11 +1,11 @@
-import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { StoreUnavailableError } from '../../engine/errors.js';
 import { reportBeacon } from '../../failpoints.js';
 import type { StateCounts, Store, StoreCapabilities } from '../store.js';
 import type { SqliteStoreConfig } from './sqlite-store.js';
+import { spawnThread } from './spawn-thread.js';
+import { verifyRunApart } from './verify.js';
 import { type Call, encodeOps, errorFromWire, type Reply, type StoreMethod } from './thread-wire.js';
 
 interface Pending {
@@ -33,17 +33,7 @@ export class SqliteThreadStore implements Store {
     this.path = resolve(config.path);
     this.description = `sqlite:${this.path}`;
     const workerData = { ...config, path: this.path } satisfies SqliteStoreConfig;
-    if (import.meta.url.endsWith('.ts')) {
-      // From the sources (the tests), the thread compiles its TypeScript through tsx, registered first.
-      // tsx's ESM build of its API (require.resolve finds the CommonJS one beside it).
-      const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
-      const entry = new URL('./thread-entry.ts', import.meta.url).href;
-      const boot = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(entry)}); });`;
-      this.#worker = new Worker(boot, { eval: true, workerData, execArgv: [] });
-    } else {
-      // No flags of the process (an --eval's --input-type, say): the thread needs none, and some would stop it.
-      this.#worker = new Worker(new URL('./thread-entry.js', import.meta.url), { workerData, execArgv: [] });
-    }
+    this.#worker = spawnThread('thread-entry', workerData);
     this.#worker.unref();
     this.#worker.on('message', (reply: Reply) => this.#reply(reply));
     this.#worker.on('error', (error) => this.#end(new StoreUnavailableError(`The SQLite store thread failed: ${error.message}`, { cause: error })));
@@ -99,13 +89,17 @@ export class SqliteThreadStore implements Store {
   createRun: Store['createRun'] = (...args) => this.#call('createRun', args);
   getRun: Store['getRun'] = (...args) => this.#call('getRun', args);
   listRuns: Store['listRuns'] = (...args) => this.#call('listRuns', args);
+  countRuns: Store['countRuns'] = (...args) => this.#call('countRuns', args);
   setRunState: Store['setRunState'] = (...args) => this.#call('setRunState', args);
   settleRun: Store['settleRun'] = (...args) => this.#call('settleRun', args);
   recordRunCode: Store['recordRunCode'] = (...args) => this.#call('recordRunCode', args);
+  setRunEstimate: Store['setRunEstimate'] = (...args) => this.#call('setRunEstimate', args);
   registerWorker: Store['registerWorker'] = (...args) => this.#call('registerWorker', args);
   heartbeat: Store['heartbeat'] = (...args) => this.#call('heartbeat', args);
-  listWorkers: Store['listWorkers'] = () => this.#call('listWorkers', []);
+  listWorkers: Store['listWorkers'] = (...args) => this.#call('listWorkers', args);
+  workerLeases: Store['workerLeases'] = () => this.#call('workerLeases', []);
   takeBack: Store['takeBack'] = (...args) => this.#call('takeBack', args);
+  markAlone: NonNullable<Store['markAlone']> = (...args) => this.#call('markAlone', args);
   releaseWorker: Store['releaseWorker'] = (...args) => this.#call('releaseWorker', args);
   claimNodes: Store['claimNodes'] = (...args) => this.#call('claimNodes', args);
   commit: Store['commit'] = (workerId, ops) => {
@@ -120,12 +114,20 @@ export class SqliteThreadStore implements Store {
   listEffects: Store['listEffects'] = (...args) => this.#call('listEffects', args);
   readEmits: Store['readEmits'] = (...args) => this.#call('readEmits', args);
   subtreeCounts: Store['subtreeCounts'] = (...args) => this.#call('subtreeCounts', args);
+  subtreeCountsUpTo: Store['subtreeCountsUpTo'] = (...args) => this.#call('subtreeCountsUpTo', args);
   depthHistogram: Store['depthHistogram'] = (...args) => this.#call('depthHistogram', args);
+  nextWake: Store['nextWake'] = (...args) => this.#call('nextWake', args);
   compact: NonNullable<Store['compact']> = (...args) => this.#call('compact', args);
   cancelSubtree: NonNullable<Store['cancelSubtree']> = (...args) => this.#call('cancelSubtree', args);
   redrive: Store['redrive'] = (...args) => this.#call('redrive', args);
   dropDead: Store['dropDead'] = (...args) => this.#call('dropDead', args);
   decideParked: Store['decideParked'] = (...args) => this.#call('decideParked', args);
+  setNodeBudget: Store['setNodeBudget'] = (...args) => this.#call('setNodeBudget', args);
+  deleteRun: Store['deleteRun'] = (...args) => this.#call('deleteRun', args);
+  purgeRuns: Store['purgeRuns'] = (...args) => this.#call('purgeRuns', args);
+  restartRun: Store['restartRun'] = (...args) => this.#call('restartRun', args);
+  /** Beside the store thread, on a connection of its own: the store thread goes on answering meanwhile. */
+  verifyRun: NonNullable<Store['verifyRun']> = (runId) => verifyRunApart(this.path, this.description, runId);
   /** The run's counters recounted from its rows (see SqliteStore.recount). */
   recount(runId: string): Promise<StateCounts> {
     return this.#call('recount', [runId]);
