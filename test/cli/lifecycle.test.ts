@@ -106,12 +106,16 @@ describe('graceful stop, memory ceiling, versions and snapshots (real processes)
         RLM_FAILPOINTS: 'commit.afterCommit=kill@6',
       });
       expect((await v1.done).signal).toBe('SIGKILL');
-      // Version 2 works a while, then stops gracefully, leaving nodes it wrote (version 2) on the frontier.
+      // Version 2 works a while, then stops gracefully, leaving nodes it wrote (version 2) on the frontier. It
+      // stops itself after its fourth commit and gets SIGTERM while stopped, so the signal lands mid-run however
+      // loaded the machine is (a signal sent to a running process could arrive once the run had ended).
       const v2 = startCli(['run', 'test/fixtures/versioned-v2.ts', '--run', 'ver', '--store', tmp.url, '--commit-every', '50'], {
-        RLM_FAILPOINTS: 'commit.afterCommit=beacon',
+        RLM_FAILPOINTS: 'commit.afterCommit=stop@4',
       });
       await onFailpoint(v2.child, 'commit.afterCommit', 4);
       v2.child.kill('SIGTERM');
+      await stoppedOrGone(v2.child.pid as number);
+      v2.child.kill('SIGCONT');
       expect((await v2.done).code).toBe(143);
       const written = nodes(tmp.db, "SELECT id, epoch FROM rlm_nodes WHERE version = 2 AND state = 'pending' ORDER BY id");
       expect(written.length).toBeGreaterThan(0);
