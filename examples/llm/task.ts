@@ -1,0 +1,193 @@
+/**
+ * A recursive LLM pipeline: question answering over a document set too big for one prompt, in the shape of
+ * recursive language models. A node answers from its slice of passages when the slice fits the model's context
+ * window; otherwise it splits the slice into `fanout` children, and its `combine` asks the model to merge their
+ * answers (in as many merge prompts as the window needs). The root's result is the answer, with the calls and
+ * tokens of the whole tree.
+ *
+ * Every model call goes through `ask(ctx, …)`: one `ctx.effect` per call, named by a hash of its prompt, so a run
+ * resumed after kill -9 never pays for a call it already made; a 429 becomes `RetryLater` (the node sleeps in the
+ * store until Retry-After, uncharged), a 5xx an ordinary retry with backoff, another 4xx the dead-letter queue.
+ * Each call emits `{ node, kind, promptHash, promptTokens, completionTokens }` (`rlm results ID`).
+ *
+ * The model is `OPENAI_BASE_URL` / `OPENAI_API_KEY` / `OPENAI_MODEL`. Without `OPENAI_BASE_URL`, the module starts
+ * the local extractive model of server.ts inside the process, so this runs anywhere:
+ *
+ *   npx rlm run examples/llm/task.ts --run towns --input '{"question":"Who rebuilt the bridge at Brenford?","corpus":{"docs":60,"seed":1}}'
+ */
+import { defineTask, NonRetryableError, RetryLater, type TaskContext } from 'rlm';
+import OpenAI from 'openai';
+import { z } from 'zod';
+import {
+  type Answer,
+  answerPrompt,
+  type Budget,
+  fits,
+  isNone,
+  loadCorpus,
+  type Message,
+  mergePrompt,
+  minimumContextTokens,
+  NONE,
+  packAnswers,
+  promptHash,
+  splitRange,
+} from './pipeline.js';
+import { startModelServer } from './server.js';
+
+const schema = z.object({
+  question: z.string().min(1),
+  corpus: z.union([z.object({ docs: z.number().int().min(1).max(1_000_000), seed: z.number().int() }), z.object({ dir: z.string().min(1) })]),
+  /** The model's context window, prompt and answer together. */
+  contextTokens: z.number().int().positive().optional(),
+  /** max_tokens of every call. */
+  answerTokens: z.number().int().positive().optional(),
+  /** Children of a slice too big for one prompt. */
+  fanout: z.number().int().min(2).max(64).optional(),
+  /** The slice of passages [from, to) this node answers from; the whole corpus at the root. */
+  from: z.number().int().min(0).optional(),
+  to: z.number().int().min(0).optional(),
+  /** The corpus digest the root saw, checked at every node. */
+  digest: z.string().optional(),
+});
+
+export type LlmInput = z.infer<typeof schema>;
+
+/** What one model call returned: journaled as the effect's value, so a resumed step reads it back. */
+export interface Completion {
+  text: string;
+  promptTokens: number;
+  completionTokens: number;
+  model: string;
+}
+
+const DEFAULTS = { contextTokens: 1024, answerTokens: 128, fanout: 4 };
+
+function budgetOf(input: LlmInput): Budget {
+  return { contextTokens: input.contextTokens ?? DEFAULTS.contextTokens, answerTokens: input.answerTokens ?? DEFAULTS.answerTokens };
+}
+
+let client: Promise<{ openai: OpenAI; model: string }> | undefined;
+
+/** The OpenAI client, made once per process; without OPENAI_BASE_URL it talks to a local server started here. */
+function modelClient(): Promise<{ openai: OpenAI; model: string }> {
+  client ??= (async () => {
+    let baseURL = process.env.OPENAI_BASE_URL;
+    if (!baseURL) {
+      const server = await startModelServer({ unref: true });
+      baseURL = server.url;
+      process.stderr.write(`llm: OPENAI_BASE_URL is unset; started the local extractive model at ${baseURL}\n`);
+    }
+    // The client retries nothing itself: rlm decides (RetryLater for a 429, backoff for the rest).
+    const openai = new OpenAI({ baseURL, apiKey: process.env.OPENAI_API_KEY ?? 'local', maxRetries: 0, timeout: 100_000 });
+    return { openai, model: process.env.OPENAI_MODEL ?? (process.env.OPENAI_BASE_URL ? 'gpt-4o-mini' : 'extractive') };
+  })().catch((error: unknown) => {
+    client = undefined;
+    throw error;
+  });
+  return client;
+}
+
+/** Milliseconds a 429 asks to wait: `retry-after-ms`, else `Retry-After` in seconds or as an HTTP date, else 1 s. */
+export function retryAfterMs(headers: Headers | undefined, now = Date.now()): number {
+  const ms = Number(headers?.get('retry-after-ms'));
+  if (headers?.get('retry-after-ms') && Number.isFinite(ms) && ms >= 0) return ms;
+  const value = headers?.get('retry-after');
+  if (value) {
+    const seconds = Number(value);
+    if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
+    const at = Date.parse(value);
+    if (Number.isFinite(at)) return Math.max(0, at - now);
+  }
+  return 1000;
+}
+
+/** One chat completion, with the provider's refusals turned into what rlm should do about them. */
+async function complete(messages: Message[], maxTokens: number, signal: AbortSignal): Promise<Completion> {
+  const { openai, model } = await modelClient();
+  try {
+    const response = await openai.chat.completions.create({ model, messages, max_tokens: maxTokens, temperature: 0 }, { signal });
+    const text = response.choices[0]?.message.content ?? '';
+    return { text, promptTokens: response.usage?.prompt_tokens ?? 0, completionTokens: response.usage?.completion_tokens ?? 0, model: response.model };
+  } catch (error) {
+    if (error instanceof OpenAI.APIError && typeof error.status === 'number') {
+      // The provider's pace, not the node's failure: the node sleeps in the store, no attempt charged.
+      if (error.status === 429) throw new RetryLater(retryAfterMs(error.headers), { reason: `The model provider rate-limited the call (429): ${error.message}` });
+      if (error.status >= 400 && error.status < 500 && error.status !== 408 && error.status !== 409) {
+        throw new NonRetryableError(`The model provider refused the call (${error.status}): ${error.message}`, { cause: error });
+      }
+    }
+    throw error;
+  }
+}
+
+/**
+ * Every model call of the pipeline: journaled under a hash of its prompt, so a re-run step (after a crash, a
+ * retry, a deferral) gets the same answer without calling the model again, and counted in one record per call.
+ * A cost budget's reservation (before the call: the prompt's tokens plus `answerTokens`) and its spend (after:
+ * the usage), and a rate-limit group for the provider, belong here.
+ */
+export async function ask(ctx: TaskContext, kind: 'answer' | 'merge', messages: Message[], budget: Budget): Promise<Completion> {
+  const hash = promptHash(messages);
+  const completion = await ctx.effect(`chat:${hash}`, () => complete(messages, budget.answerTokens, ctx.signal));
+  ctx.emit({ node: ctx.key, kind, promptHash: hash, promptTokens: completion.promptTokens, completionTokens: completion.completionTokens });
+  return completion;
+}
+
+export default defineTask<LlmInput, Answer>({
+  name: 'llm-qa',
+  input: schema,
+  // A model call can take a while, and a combine may make several in a row.
+  limits: { timeoutMs: 300_000, maxAttempts: 4, backoffMs: 1_000 },
+  async run(input, ctx) {
+    const budget = budgetOf(input);
+    const corpus = loadCorpus(input.corpus);
+    if (input.digest !== undefined && input.digest !== corpus.digest) {
+      throw new NonRetryableError(`The documents changed since the run started (digest ${corpus.digest}, the run's is ${input.digest}); start a new run.`);
+    }
+    const least = minimumContextTokens(input.question, budget.answerTokens);
+    if (budget.contextTokens < least) {
+      throw new NonRetryableError(`Expected \`contextTokens\` to be at least ${least} for \`answerTokens\` ${budget.answerTokens}, got ${budget.contextTokens}.`);
+    }
+    const from = input.from ?? 0;
+    const to = Math.min(input.to ?? corpus.passages.length, corpus.passages.length);
+    if (to <= from) return { result: { answer: NONE, calls: 0, promptTokens: 0, completionTokens: 0 } };
+    const prompt = answerPrompt(input.question, corpus.passages.slice(from, to));
+    if (fits(prompt, budget)) {
+      const { text, promptTokens, completionTokens } = await ask(ctx, 'answer', prompt, budget);
+      return { result: { answer: text.trim(), calls: 1, promptTokens, completionTokens } };
+    }
+    const ranges = splitRange(corpus.passages, from, to, input.fanout ?? DEFAULTS.fanout);
+    return { children: ranges.map(([start, end]) => ({ input: { ...input, from: start, to: end, digest: corpus.digest } })) };
+  },
+  async combine(input, children, ctx) {
+    const budget = budgetOf(input);
+    const total: Answer = { answer: NONE, calls: 0, promptTokens: 0, completionTokens: 0 };
+    for (const child of children as Answer[]) {
+      total.calls += child.calls;
+      total.promptTokens += child.promptTokens;
+      total.completionTokens += child.completionTokens;
+    }
+    // Identical partial answers add nothing to a merge; answers that found nothing are left out.
+    let answers = [...new Set((children as Answer[]).map((child) => child.answer).filter((answer) => !isNone(answer)))];
+    while (answers.length > 1) {
+      const batches = packAnswers(input.question, answers, budget);
+      if (batches.length === answers.length) throw new NonRetryableError(`No two answers fit one merge prompt of ${budget.contextTokens} tokens; raise \`contextTokens\`.`);
+      const merged: string[] = [];
+      for (const batch of batches) {
+        if (batch.length === 1) {
+          merged.push(batch[0] as string);
+          continue;
+        }
+        const { text, promptTokens, completionTokens } = await ask(ctx, 'merge', mergePrompt(input.question, batch), budget);
+        total.calls++;
+        total.promptTokens += promptTokens;
+        total.completionTokens += completionTokens;
+        if (!isNone(text)) merged.push(text.trim());
+      }
+      answers = [...new Set(merged)];
+    }
+    total.answer = answers[0] ?? NONE;
+    return total;
+  },
+});
