@@ -365,6 +365,35 @@ export interface StoreCapabilities {
 }
 
 /** The one persistence boundary. Every implementation passes test/store/conformance.ts. */
+/** What a worker asks of a group's shared capacity (see Store.acquireGroup). */
+export interface GroupRequest {
+  runId: string;
+  group: string;
+  workerId: string;
+  /** Steps of the group at once across the run's workers; null: unbounded. */
+  concurrency: number | null;
+  /** Steps of the group started per second across the run's workers; null: unbounded. */
+  perSecond: number | null;
+  /** Tokens the bucket holds at most. */
+  burst: number;
+  /** Slots the worker wants to hold from now on (ignored without `concurrency`). */
+  slots: number;
+  /** Of those, how many run a step now. */
+  running: number;
+  /** Tokens the worker wants now (ignored without `perSecond`). */
+  tokens: number;
+  leaseMs: number;
+}
+
+export interface GroupGrant {
+  /** Slots the worker holds from now on (with no `concurrency`, what it asked for). */
+  slots: number;
+  /** Tokens granted, already spent from the bucket. */
+  tokens: number;
+  /** When the next token comes due, if fewer were granted than asked; null otherwise. */
+  retryAt: number | null;
+}
+
 export interface Store {
   readonly capabilities: StoreCapabilities;
   /** A description safe to print: no password. */
@@ -455,6 +484,16 @@ export interface Store {
   depthHistogram(runId: string): Promise<Array<{ depth: number; count: number }>>;
   /** The run's durable timers: how many pending nodes wait for a time still to come, and the earliest one. */
   nextWake(runId: string): Promise<{ at: number; nodes: number } | null>;
+
+  /**
+   * Leases this worker's share of a group's capacity, atomically across every worker of the run: the group's
+   * step slots (`concurrency`, held under a lease of `leaseMs` that the worker renews and that lapses when it
+   * dies) and tokens of its bucket (`perSecond`, up to `burst` at once), which are spent as they are granted.
+   * `slots` is the total the worker wants to hold from now on (0 lets go of its lease); tokens are granted only
+   * for slots it holds and does not use (`running`). `retryAt` says when a token it asked for and did not get
+   * comes due.
+   */
+  acquireGroup(request: GroupRequest): Promise<GroupGrant>;
 
   /**
    * Prunes what no unfinished node needs: finished subtrees of unkeyed nodes under a finished parent are

@@ -9,6 +9,8 @@ import type {
   CommitOp,
   CommitResult,
   ErrorEntry,
+  GroupGrant,
+  GroupRequest,
   LeasedNode,
   NewNode,
   NewRun,
@@ -1282,6 +1284,63 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSt
         await store.setRunEstimate(run.id, null);
         expect((await store.listRuns()).find((r) => r.id === run.id)?.estimate).toBeNull();
         await expect(store.setRunEstimate('no-such-run', 5)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      });
+    });
+
+    describe('groups with limits', () => {
+      const ask = (runId: string, workerId: string, want: Partial<GroupRequest>): Promise<GroupGrant> =>
+        store.acquireGroup({ runId, group: 'example.com', workerId, concurrency: null, perSecond: null, burst: 1, slots: 0, running: 0, tokens: 0, leaseMs: 60_000, ...want });
+
+      it('shares a group’s slots among workers, never more than its concurrency, and frees a dead or stopped worker’s', async () => {
+        const run = await createRun();
+        const [a, b] = await Promise.all([worker(run.task), worker(run.task)]);
+        const limit = { concurrency: 2 };
+        expect(await ask(run.id, a as string, { ...limit, slots: 2 })).toMatchObject({ slots: 2 });
+        expect(await ask(run.id, b as string, { ...limit, slots: 2 })).toMatchObject({ slots: 0 });
+        // A worker keeps the slots it runs steps in, and may hold fewer.
+        expect(await ask(run.id, a as string, { ...limit, slots: 1, running: 1 })).toMatchObject({ slots: 1 });
+        expect(await ask(run.id, b as string, { ...limit, slots: 2 })).toMatchObject({ slots: 1 });
+        expect(await ask(run.id, a as string, { ...limit, slots: 2, running: 1 })).toMatchObject({ slots: 1 });
+        // Another group of the run is not bound by this one.
+        expect(await store.acquireGroup({ runId: run.id, group: 'other.org', workerId: a as string, ...limit, perSecond: null, burst: 1, slots: 2, running: 0, tokens: 0, leaseMs: 60_000 })).toMatchObject({ slots: 2 });
+
+        await store.releaseWorker(b as string);
+        expect(await ask(run.id, a as string, { ...limit, slots: 2, running: 1 })).toMatchObject({ slots: 2 });
+        // A lease that lapsed (its worker died) no longer counts.
+        expect(await ask(run.id, a as string, { ...limit, slots: 2, leaseMs: -1 })).toMatchObject({ slots: 2 });
+        const c = await worker(run.task);
+        expect(await ask(run.id, c, { ...limit, slots: 2 })).toMatchObject({ slots: 2 });
+        expect(await ask(run.id, c, { ...limit, slots: 0 })).toMatchObject({ slots: 0 });
+        expect(await ask(run.id, a as string, { ...limit, slots: 2 })).toMatchObject({ slots: 2 });
+      });
+
+      it('grants tokens from one bucket per group, at most its burst, and says when the next comes due', async () => {
+        const run = await createRun();
+        const [a, b] = await Promise.all([worker(run.task), worker(run.task)]);
+        const before = Date.now();
+        const rate = { perSecond: 1, burst: 2 };
+        expect(await ask(run.id, a as string, { ...rate, tokens: 5 })).toMatchObject({ tokens: 2 });
+        const empty = await ask(run.id, b as string, { ...rate, tokens: 1 });
+        expect(empty.tokens).toBe(0);
+        expect(empty.retryAt).toBeGreaterThan(before);
+        expect(empty.retryAt).toBeLessThanOrEqual(Date.now() + 1_000);
+        expect((await ask(run.id, a as string, { ...rate, tokens: 0 })).retryAt).toBeNull();
+
+        // Tokens come only with idle slots: one slot held and running leaves none to spend.
+        const both = { concurrency: 2, perSecond: 1_000, burst: 10, group: 'fast.net' };
+        expect(await ask(run.id, a as string, { ...both, slots: 2, running: 1, tokens: 5 })).toMatchObject({ slots: 2, tokens: 1 });
+        expect(await ask(run.id, b as string, { ...both, slots: 2, tokens: 5 })).toMatchObject({ slots: 0, tokens: 0 });
+      });
+
+      it('forgets a deleted run’s groups', async () => {
+        const run = await createRun();
+        const a = await worker(run.task);
+        await ask(run.id, a, { concurrency: 1, perSecond: 1, burst: 1, slots: 1, tokens: 1 });
+        await store.releaseWorker(a);
+        await store.deleteRun(run.id);
+        const again = await createRun({ id: run.id });
+        const b = await worker(again.task);
+        expect(await ask(again.id, b, { concurrency: 1, perSecond: 1, burst: 1, slots: 1, tokens: 1 })).toMatchObject({ slots: 1, tokens: 1 });
       });
     });
 

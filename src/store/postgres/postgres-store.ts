@@ -13,6 +13,8 @@ import type {
   EffectRecord,
   EmitRecord,
   ErrorEntry,
+  GroupGrant,
+  GroupRequest,
   LeasedNode,
   NewRun,
   NodeRecord,
@@ -30,6 +32,7 @@ import type {
   WorkerRecord,
 } from '../store.js';
 import { cycleError, findCycleClosers } from '../cycles.js';
+import { grantGroup } from '../groups.js';
 import { isPersonPause, WORKER_RETENTION_MS } from '../store.js';
 import { dropRefused } from '../rows.js';
 import { PgCommit } from './commit.js';
@@ -271,6 +274,8 @@ export class PostgresStore implements Store {
     await tx.query(`DELETE FROM ${t.edges} WHERE parent_id IN (SELECT id FROM ${t.nodes} WHERE run_id = $1)`, [runId]);
     await tx.query(`DELETE FROM ${t.effects} WHERE run_id = $1`, [runId]);
     await tx.query(`DELETE FROM ${t.emits} WHERE run_id = $1`, [runId]);
+    await tx.query(`DELETE FROM ${t.groupLeases} WHERE run_id = $1`, [runId]);
+    await tx.query(`DELETE FROM ${t.groupBuckets} WHERE run_id = $1`, [runId]);
     const [row] = await tx.query(`WITH gone AS (DELETE FROM ${t.nodes} WHERE run_id = $1 RETURNING 1) SELECT count(*)::integer AS n FROM gone`, [runId]);
     return (row?.n as number) ?? 0;
   }
@@ -499,7 +504,10 @@ export class PostgresStore implements Store {
     await this.#write(async (tx) => {
       await tx.begin();
       if (failpoints.active) failpoints.hit('stop.release');
-      if (!nodes) await tx.query(`UPDATE ${t.workers} SET state = 'stopped' WHERE id = $1 AND state = 'alive'`, [workerId]);
+      if (!nodes) {
+        await tx.query(`UPDATE ${t.workers} SET state = 'stopped' WHERE id = $1 AND state = 'alive'`, [workerId]);
+        await tx.query(`DELETE FROM ${t.groupLeases} WHERE worker_id = $1`, [workerId]);
+      }
       const release = `UPDATE ${t.nodes} SET state = 'pending', owner = NULL, epoch = epoch + 1, updated_at = $2
         WHERE owner = $1 AND state = 'running'`;
       const rows = nodes
@@ -717,6 +725,51 @@ export class PostgresStore implements Store {
       total += Number(row.n);
     }
     return maxNodes !== null && total > maxNodes ? null : counts;
+  }
+
+  async acquireGroup(request: GroupRequest): Promise<GroupGrant> {
+    const t = this.#t;
+    const { runId, group, workerId } = request;
+    return this.#write(async (tx) => {
+      await tx.begin();
+      // The bucket's row, made if missing, is the group's lock: workers asking at once take turns.
+      await tx.query(
+        `INSERT INTO ${t.groupBuckets} (run_id, grp, tokens, refilled_at) VALUES ($1, $2, $3, ${DB_NOW}) ON CONFLICT (run_id, grp) DO NOTHING`,
+        [runId, group, request.burst],
+      );
+      const [locked] = await tx.query(
+        `SELECT tokens, refilled_at, ${DB_NOW} AS now FROM ${t.groupBuckets} WHERE run_id = $1 AND grp = $2 FOR UPDATE`,
+        [runId, group],
+      );
+      const now = Number(locked?.now);
+      let others = 0;
+      if (request.concurrency !== null) {
+        await tx.query(`DELETE FROM ${t.groupLeases} WHERE run_id = $1 AND grp = $2 AND expires_at < $3`, [runId, group, now]);
+        const [row] = await tx.query(`SELECT COALESCE(sum(slots), 0)::int AS n FROM ${t.groupLeases} WHERE run_id = $1 AND grp = $2 AND worker_id <> $3`, [
+          runId,
+          group,
+          workerId,
+        ]);
+        others = Number(row?.n ?? 0);
+      }
+      const bucket = { tokens: Number(locked?.tokens), refilledAt: Number(locked?.refilled_at) };
+      const grant = grantGroup(request, others, bucket, now);
+      if (request.concurrency !== null) {
+        if (grant.slots > 0) {
+          await tx.query(
+            `INSERT INTO ${t.groupLeases} (run_id, grp, worker_id, slots, expires_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (run_id, grp, worker_id) DO UPDATE SET slots = excluded.slots, expires_at = excluded.expires_at`,
+            [runId, group, workerId, grant.slots, now + request.leaseMs],
+          );
+        } else {
+          await tx.query(`DELETE FROM ${t.groupLeases} WHERE run_id = $1 AND grp = $2 AND worker_id = $3`, [runId, group, workerId]);
+        }
+      }
+      if (grant.bucket) {
+        await tx.query(`UPDATE ${t.groupBuckets} SET tokens = $3, refilled_at = $4 WHERE run_id = $1 AND grp = $2`, [runId, group, grant.bucket.tokens, grant.bucket.refilledAt]);
+      }
+      return { slots: grant.slots, tokens: grant.tokens, retryAt: grant.retryAt };
+    });
   }
 
   async nextWake(runId: string): Promise<{ at: number; nodes: number } | null> {

@@ -180,6 +180,28 @@ ALTER TABLE rlm_runs ADD COLUMN last_worker TEXT;
 ALTER TABLE rlm_runs ADD COLUMN last_worker_at BIGINT;
 `,
   },
+  {
+    // Groups with limits: each worker's lease on a group's step slots, and each group's token bucket.
+    version: 8,
+    sql: `
+CREATE TABLE rlm_group_leases (
+  run_id TEXT NOT NULL,
+  grp TEXT NOT NULL,
+  worker_id TEXT NOT NULL,
+  slots INTEGER NOT NULL CHECK (slots > 0),
+  expires_at BIGINT NOT NULL,
+  PRIMARY KEY (run_id, grp, worker_id)
+);
+CREATE INDEX rlm_group_leases_worker ON rlm_group_leases (worker_id);
+CREATE TABLE rlm_group_buckets (
+  run_id TEXT NOT NULL,
+  grp TEXT NOT NULL,
+  tokens DOUBLE PRECISION NOT NULL CHECK (tokens >= 0),
+  refilled_at BIGINT NOT NULL,
+  PRIMARY KEY (run_id, grp)
+);
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
@@ -195,6 +217,8 @@ export interface Tables {
   readonly effects: string;
   readonly workers: string;
   readonly commits: string;
+  readonly groupLeases: string;
+  readonly groupBuckets: string;
   readonly migrations: string;
 }
 
@@ -210,6 +234,8 @@ export function tablesIn(schema: string): Tables {
     effects: `${q}.rlm_effects`,
     workers: `${q}.rlm_workers`,
     commits: `${q}.rlm_commits`,
+    groupLeases: `${q}.rlm_group_leases`,
+    groupBuckets: `${q}.rlm_group_buckets`,
     migrations: `${q}.rlm_migrations`,
   };
 }

@@ -180,6 +180,28 @@ ALTER TABLE rlm_runs ADD COLUMN last_worker TEXT;
 ALTER TABLE rlm_runs ADD COLUMN last_worker_at INTEGER;
 `,
   },
+  {
+    // Groups with limits: each worker's lease on a group's step slots, and each group's token bucket.
+    version: 8,
+    sql: `
+CREATE TABLE rlm_group_leases (
+  run_id TEXT NOT NULL,
+  grp TEXT NOT NULL,
+  worker_id TEXT NOT NULL,
+  slots INTEGER NOT NULL CHECK (slots > 0),
+  expires_at INTEGER NOT NULL,
+  PRIMARY KEY (run_id, grp, worker_id)
+) WITHOUT ROWID;
+CREATE INDEX rlm_group_leases_worker ON rlm_group_leases (worker_id);
+CREATE TABLE rlm_group_buckets (
+  run_id TEXT NOT NULL,
+  grp TEXT NOT NULL,
+  tokens REAL NOT NULL CHECK (tokens >= 0),
+  refilled_at INTEGER NOT NULL,
+  PRIMARY KEY (run_id, grp)
+) WITHOUT ROWID;
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

@@ -12,6 +12,7 @@ import {
 } from '../../engine/errors.js';
 import { failpoints } from '../../failpoints.js';
 import { cycleError, findCycleClosers } from '../cycles.js';
+import { type Bucket, grantGroup } from '../groups.js';
 import { open, openErrors, seal, sealError, sealOptional } from '../checksum.js';
 import * as shared from '../rows.js';
 import type { DoctorReport } from '../audit.js';
@@ -24,6 +25,8 @@ import type {
   EffectRecord,
   EmitRecord,
   ErrorEntry,
+  GroupGrant,
+  GroupRequest,
   LeasedNode,
   NewNode,
   NewRun,
@@ -467,6 +470,8 @@ export class SqliteStore implements Store {
     this.#stmt('DELETE FROM rlm_edges WHERE parent_id IN (SELECT id FROM rlm_nodes WHERE run_id = ?)').run(runId);
     this.#stmt('DELETE FROM rlm_effects WHERE run_id = ?').run(runId);
     this.#stmt('DELETE FROM rlm_emits WHERE run_id = ?').run(runId);
+    this.#stmt('DELETE FROM rlm_group_leases WHERE run_id = ?').run(runId);
+    this.#stmt('DELETE FROM rlm_group_buckets WHERE run_id = ?').run(runId);
     return this.#stmt('DELETE FROM rlm_nodes WHERE run_id = ?').run(runId).changes;
   }
 
@@ -712,6 +717,7 @@ export class SqliteStore implements Store {
       } else {
         release(this.#stmt(`${sql} RETURNING run_id`).all(now, workerId) as { run_id: string }[]);
         this.#stmt("UPDATE rlm_workers SET state = 'stopped' WHERE id = ? AND state = 'alive'").run(workerId);
+        this.#stmt('DELETE FROM rlm_group_leases WHERE worker_id = ?').run(workerId);
       }
       for (const [runId, n] of deltas) {
         this.#stmt('UPDATE rlm_runs SET n_running = n_running - ?, n_pending = n_pending + ?, updated_at = ? WHERE id = ?').run(n, n, now, runId);
@@ -923,6 +929,38 @@ export class SqliteStore implements Store {
       total += row.n;
     }
     return maxNodes >= 0 && total > maxNodes ? null : counts;
+  }
+
+  async acquireGroup(request: GroupRequest): Promise<GroupGrant> {
+    return this.#write(() => {
+      const { runId, group, workerId } = request;
+      const now = Date.now();
+      let others = 0;
+      if (request.concurrency !== null) {
+        this.#stmt('DELETE FROM rlm_group_leases WHERE run_id = ? AND grp = ? AND expires_at < ?').run(runId, group, now);
+        const row = this.#stmt('SELECT COALESCE(sum(slots), 0) AS n FROM rlm_group_leases WHERE run_id = ? AND grp = ? AND worker_id <> ?').get(runId, group, workerId) as {
+          n: number;
+        };
+        others = row.n;
+      }
+      const bucket = this.#stmt('SELECT tokens, refilled_at AS refilledAt FROM rlm_group_buckets WHERE run_id = ? AND grp = ?').get(runId, group) as Bucket | undefined;
+      const grant = grantGroup(request, others, bucket ?? null, now);
+      if (request.concurrency !== null) {
+        if (grant.slots > 0) {
+          this.#stmt(
+            'INSERT INTO rlm_group_leases (run_id, grp, worker_id, slots, expires_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, grp, worker_id) DO UPDATE SET slots = excluded.slots, expires_at = excluded.expires_at',
+          ).run(runId, group, workerId, grant.slots, now + request.leaseMs);
+        } else {
+          this.#stmt('DELETE FROM rlm_group_leases WHERE run_id = ? AND grp = ? AND worker_id = ?').run(runId, group, workerId);
+        }
+      }
+      if (grant.bucket) {
+        this.#stmt(
+          'INSERT INTO rlm_group_buckets (run_id, grp, tokens, refilled_at) VALUES (?, ?, ?, ?) ON CONFLICT (run_id, grp) DO UPDATE SET tokens = excluded.tokens, refilled_at = excluded.refilled_at',
+        ).run(runId, group, grant.bucket.tokens, grant.bucket.refilledAt);
+      }
+      return { slots: grant.slots, tokens: grant.tokens, retryAt: grant.retryAt };
+    });
   }
 
   async nextWake(runId: string): Promise<{ at: number; nodes: number } | null> {

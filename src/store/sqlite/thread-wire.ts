@@ -45,6 +45,7 @@ export const STORE_METHODS = [
   'subtreeCountsUpTo',
   'depthHistogram',
   'nextWake',
+  'acquireGroup',
   'compact',
   'cancelSubtree',
   'redrive',

@@ -117,6 +117,7 @@ export class SqliteThreadStore implements Store {
   subtreeCountsUpTo: Store['subtreeCountsUpTo'] = (...args) => this.#call('subtreeCountsUpTo', args);
   depthHistogram: Store['depthHistogram'] = (...args) => this.#call('depthHistogram', args);
   nextWake: Store['nextWake'] = (...args) => this.#call('nextWake', args);
+  acquireGroup: Store['acquireGroup'] = (...args) => this.#call('acquireGroup', args);
   compact: NonNullable<Store['compact']> = (...args) => this.#call('compact', args);
   cancelSubtree: NonNullable<Store['cancelSubtree']> = (...args) => this.#call('cancelSubtree', args);
   redrive: Store['redrive'] = (...args) => this.#call('redrive', args);
