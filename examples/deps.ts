@@ -13,10 +13,14 @@
  * list (an optional or peer dependency npm left out) is skipped and counted in the summary. A `name@version`
  * installed at several paths is one node whose dependencies are the union of what each copy resolves to.
  *
- * npm graphs may have cycles, which a keyed rlm run reports as a `CYCLE` dead letter. So the root condenses the
- * graph into its strongly connected components first (Tarjan's algorithm, iterative) and the run's nodes are the
+ * npm graphs may have cycles, which a keyed rlm run reports as a `CYCLE` dead letter. So the graph is condensed
+ * into its strongly connected components first (Tarjan's algorithm, iterative) and the run's nodes are the
  * components: a DAG. Every package of a cycle reaches the same packages, so its members share one node (keyed by
  * the first member's `name@version`) and one closure, and each member's record names the cycle.
+ *
+ * A node's input is only the lockfile's path, its sha256 and the component's key: each step derives the graph
+ * from the lockfile (parsed once per process) and refuses to go on if the file changed since the run started.
+ * Putting the graph in the inputs instead would store it once per node.
  *
  * A node's result is its closure as a sorted array of package ids (indices into the lockfile's sorted package
  * list) with each package's own installed bytes beside it; a parent merges its children's arrays. A result holds
@@ -51,7 +55,7 @@ interface Summary {
   components: number;
   cycles: string[][];
   largest: { package: string; closure: number; bytes: number | null }[];
-  /** Declared dependencies the lockfile does not list, skipped, by kind. */
+  /** Dependencies the run's packages declare that the lockfile does not list, skipped, by kind. */
   skipped: Record<DependencyKind, number>;
 }
 
@@ -88,7 +92,8 @@ export interface LockGraph {
   /** Whether each component is a cycle: several members, or one that depends on itself. */
   cyclic: boolean[];
   componentByKey: Map<string, number>;
-  skipped: Record<DependencyKind, number>;
+  /** Each package's declared dependencies that the lockfile does not list, by kind (in the order of KINDS). */
+  skipped: number[][];
 }
 
 /** Where `name`, required by the package installed at `from`, resolves: the nearest `node_modules/name` going up. */
@@ -190,21 +195,23 @@ export function buildGraph(text: string): LockGraph {
   }
   const packages = [...copies.keys()].sort();
   const idOf = new Map(packages.map((id, i) => [id, i]));
-  const skipped: Record<DependencyKind, number> = { dependencies: 0, optionalDependencies: 0, peerDependencies: 0, devDependencies: 0 };
-  const deps = packages.map((id) => {
+  const skipped: number[][] = [];
+  const deps = packages.map((id, p) => {
     const out = new Set<number>();
+    const missing = KINDS.map(() => new Set<string>());
     for (const path of copies.get(id)!.paths) {
       const entry = entries[path]!;
       // npm installs dev dependencies of the project and its workspaces only, never of a package in node_modules.
       const kinds = path.includes('node_modules') ? KINDS.slice(0, 3) : KINDS;
-      for (const kind of kinds) {
+      kinds.forEach((kind, k) => {
         for (const name of Object.keys(entry[kind] ?? {})) {
           const found = resolveFrom(entries, path, name);
-          if (found === undefined) skipped[kind]++;
+          if (found === undefined) missing[k]!.add(name);
           else out.add(idOf.get(identity(followLink(entries, found)).id)!);
         }
-      }
+      });
     }
+    skipped[p] = missing.map((names) => names.size);
     return [...out].sort((a, b) => a - b);
   });
   const members = stronglyConnected(deps);
@@ -386,7 +393,7 @@ export default defineTask<DepsInput, Closure | Summary>({
       components: inRun.size,
       cycles: [...inRun].filter((c) => graph.cyclic[c]).map((c) => graph.members[c]!.map((p) => graph.packages[p]!)),
       largest,
-      skipped: graph.skipped,
+      skipped: Object.fromEntries(KINDS.map((kind, k) => [kind, reached.ids.reduce((sum, p) => sum + graph.skipped[p]![k]!, 0)])) as Record<DependencyKind, number>,
     };
   },
 });

@@ -156,6 +156,8 @@ describe('examples/deps.ts: the dependency closure of a lockfile', () => {
       const one = await runCli(['run', 'examples/deps.ts', '--input', JSON.stringify({ lockfile, package: 'a' }), '--run', 'only-a', '--store', tmp.url]);
       expect(one.code, one.stderr).toBe(0);
       expect((await records('only-a', tmp.url)).map((record) => record.package)).toEqual(['a@1.0.0', 'b@2.0.0', ...cycle]);
+      // Only e's missing peer (react) is in a's closure; b@1's missing optional fsevents is not.
+      expect((JSON.parse(one.stdout) as { skipped: Record<string, number> }).skipped).toEqual({ dependencies: 0, optionalDependencies: 0, peerDependencies: 1, devDependencies: 0 });
     } finally {
       tmp.cleanup();
     }
