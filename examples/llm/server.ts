@@ -11,7 +11,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -49,6 +49,8 @@ export interface ModelServer {
   calls(): readonly CallRecord[];
   /** `call` when a request arrives (before it is answered), `answered` once its response is sent. */
   readonly events: EventEmitter<{ call: [CallRecord]; answered: [CallRecord] }>;
+  /** Client connections open now: 0 once a killed client's sockets are closed and all it sent is read. */
+  openConnections(): number;
   close(): Promise<void>;
 }
 
@@ -212,11 +214,17 @@ export async function startModelServer(options: ModelServerOptions = {}): Promis
     server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
   });
   if (options.unref) server.unref();
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}/v1`,
     calls: () => log,
     events,
+    openConnections: () => sockets.size,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

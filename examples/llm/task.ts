@@ -72,15 +72,17 @@ let client: Promise<{ openai: OpenAI; model: string }> | undefined;
 /** The OpenAI client, made once per process; without OPENAI_BASE_URL it talks to a local server started here. */
 function modelClient(): Promise<{ openai: OpenAI; model: string }> {
   client ??= (async () => {
-    let baseURL = process.env.OPENAI_BASE_URL;
+    // An empty variable counts as unset.
+    const configured = process.env.OPENAI_BASE_URL || undefined;
+    let baseURL = configured;
     if (!baseURL) {
       const server = await startModelServer({ unref: true });
       baseURL = server.url;
       process.stderr.write(`llm: OPENAI_BASE_URL is unset; started the local extractive model at ${baseURL}\n`);
     }
     // The client retries nothing itself: rlm decides (RetryLater for a 429, backoff for the rest).
-    const openai = new OpenAI({ baseURL, apiKey: process.env.OPENAI_API_KEY ?? 'local', maxRetries: 0, timeout: 100_000 });
-    return { openai, model: process.env.OPENAI_MODEL ?? (process.env.OPENAI_BASE_URL ? 'gpt-4o-mini' : 'extractive') };
+    const openai = new OpenAI({ baseURL, apiKey: process.env.OPENAI_API_KEY || 'local', maxRetries: 0, timeout: 100_000 });
+    return { openai, model: process.env.OPENAI_MODEL || (configured ? 'gpt-4o-mini' : 'extractive') };
   })().catch((error: unknown) => {
     client = undefined;
     throw error;
