@@ -1,5 +1,5 @@
 export { defineTask } from './task.js';
-export type { ChildFailure, ChildSpec, Children, Json, StepResult, Task, TaskContext, TaskDefinition, TaskLimits } from './task.js';
+export type { ChildFailure, ChildSpec, Children, GroupLimits, Json, StepResult, Task, TaskContext, TaskDefinition, TaskLimits } from './task.js';
 export { openEngine } from './engine/engine.js';
 export type { Engine, OpenEngineOptions, ResultsOptions, RunHandle, RunOutcome, StartOptions } from './engine/engine.js';
 export type { EngineOptions } from './engine/options.js';

@@ -80,6 +80,19 @@ export interface TaskContext {
   emit(record: unknown): void;
 }
 
+/** A group's limits, across every worker of a run. */
+export interface GroupLimits {
+  /** At most this many of the group's steps at once. */
+  concurrency?: number;
+  /** At most this many of the group's steps start per second (a token bucket). */
+  perSecond?: number;
+  /**
+   * Tokens the bucket holds at most: in any one second, at most `perSecond + burst` steps start, and a worker
+   * takes up to `burst` tokens per store call (raise it for rates of hundreds a second). @default 1
+   */
+  burst?: number;
+}
+
 /** The definition of a recursive task. */
 export interface TaskDefinition<I = unknown, R = unknown> {
   /** Stable name; runs in a store belong to a task by name. */
@@ -95,6 +108,16 @@ export interface TaskDefinition<I = unknown, R = unknown> {
   /** Tie-break after priority: depth-first or breadth-first. @default 'dfs' */
   order?: 'dfs' | 'bfs';
   limits?: TaskLimits;
+  /**
+   * The group a node's steps count against — a crawl's host, an API's provider — for the limits in `groups`;
+   * null or undefined: none. Called with the node's (validated) input before each of its steps.
+   */
+  group?: (input: I) => string | null | undefined;
+  /**
+   * Limits per group, kept together by every worker of a run: the same for every group, or per group name. A
+   * node whose group is full waits, holding no step slot, while other groups go on.
+   */
+  groups?: GroupLimits | ((group: string) => GroupLimits);
   /** What happens to a child deeper than `maxDepth`: the dead-letter queue, or parked until released. @default 'dlq' */
   depthPolicy?: 'dlq' | 'park';
   /** A dead child blocks its waiting parent until redriven (`'wait'`), or reaches `combine` as a ChildFailure. @default 'wait' */

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { StandardSchemaV1 } from '@standard-schema/spec';
-import { DEFAULT_LIMITS, type Json, type Task, type TaskLimits } from '../task.js';
+import { DEFAULT_LIMITS, type GroupLimits, type Json, type Task, type TaskLimits } from '../task.js';
+import type { ResolvedGroupLimits } from './groups.js';
 import { CODECS, type Codec, type CodecName, codecNamed } from './codec.js';
 import { ConfigError, InvalidInputError, RlmError } from './errors.js';
 
@@ -27,6 +28,30 @@ export interface TaskRuntime {
   priorityOf(input: unknown, depth: number, context: Json): number;
   /** The task's `estimate` of a run's node count for this root input, rounded; null when it declares none. */
   estimateOf(input: unknown): number | null;
+  /** Whether the task names groups with limits: only then does a worker gate its steps. */
+  readonly grouped: boolean;
+  /** The node's group, or null; throws RlmError('INVALID_INPUT') when `group` throws or returns a bad name. */
+  groupOf(input: unknown): string | null;
+  /** A group's limits; throws ConfigError when `groups` gives bad ones. */
+  groupLimits(group: string): ResolvedGroupLimits;
+}
+
+/** Checks a group's limits and applies their defaults. */
+export function resolveGroupLimits(where: string, raw: unknown): ResolvedGroupLimits {
+  if (typeof raw !== 'object' || raw === null) throw new ConfigError(`${where} must be an object { concurrency?, perSecond?, burst? }, got ${raw === null ? 'null' : typeof raw}.`);
+  const limits = raw as GroupLimits;
+  for (const name of Object.keys(limits)) {
+    if (name !== 'concurrency' && name !== 'perSecond' && name !== 'burst') throw new ConfigError(`${where} has an unknown field \`${name}\`; use concurrency, perSecond or burst.`);
+  }
+  const perSecond = limits.perSecond;
+  if (perSecond !== undefined && (typeof perSecond !== 'number' || !Number.isFinite(perSecond) || perSecond <= 0)) {
+    throw new ConfigError(`Expected \`${where}.perSecond\` to be a number > 0, got \`${String(perSecond)}\` (${typeof perSecond}).`);
+  }
+  return {
+    concurrency: limits.concurrency === undefined ? null : positiveInt(`${where}.concurrency`, limits.concurrency, 1),
+    perSecond: perSecond ?? null,
+    burst: limits.burst === undefined ? 1 : positiveInt(`${where}.burst`, limits.burst, 1),
+  };
 }
 
 function positiveInt(name: string, value: unknown, min: number): number {
@@ -86,6 +111,9 @@ export function taskRuntime(value: unknown): TaskRuntime {
     const output = schema['~standard'].validate(input);
     return output instanceof Promise ? output.then(check) : check(output);
   };
+  if (task.group !== undefined && typeof task.group !== 'function') throw new ConfigError(`Task ${task.name}: \`group\` must be a function (input) => string.`);
+  if (task.groups !== undefined && task.group === undefined) throw new ConfigError(`Task ${task.name}: \`groups\` sets limits per group, but the task has no \`group\` (input) => string to name them.`);
+  const fixedGroupLimits = task.groups === undefined || typeof task.groups === 'function' ? null : resolveGroupLimits(`groups of ${task.name}`, task.groups);
   return {
     task,
     name: task.name,
@@ -133,6 +161,24 @@ export function taskRuntime(value: unknown): TaskRuntime {
       const p: unknown = task.priority(input, { depth, context });
       if (typeof p !== 'number' || !Number.isFinite(p)) throw new RlmError(`priority() of ${task.name} must return a finite number, got ${String(p)}.`, 'INVALID_INPUT');
       return p;
+    },
+    grouped: task.group !== undefined && task.groups !== undefined,
+    groupOf(input) {
+      let group: unknown;
+      try {
+        group = task.group?.(input);
+      } catch (error) {
+        throw new RlmError(`group() of ${task.name} threw: ${(error as Error)?.message ?? String(error)}`, 'INVALID_INPUT', { cause: error });
+      }
+      if (group === null || group === undefined) return null;
+      if (typeof group !== 'string' || group === '' || group.length > 1024) {
+        throw new RlmError(`group() of ${task.name} must return a non-empty string of at most 1024 characters, null or undefined, got ${typeof group === 'string' ? `${group.length} characters` : typeof group}.`, 'INVALID_INPUT');
+      }
+      return group;
+    },
+    groupLimits(group) {
+      if (typeof task.groups === 'function') return resolveGroupLimits(`groups('${group}') of ${task.name}`, task.groups(group));
+      return fixedGroupLimits ?? resolveGroupLimits(`groups of ${task.name}`, task.groups);
     },
     estimateOf(input) {
       if (!task.estimate) return null;

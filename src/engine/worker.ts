@@ -30,6 +30,7 @@ import { silentLogger } from '../observe/logger.js';
 import { ATTR, SPAN } from '../observe/names.js';
 import { contextFromTraceparent, endSpan, startSpan, traceIdOf, tracingEnabled, traceparentOfSpan } from '../observe/tracing.js';
 import { type Codec, decode, encodeOptional } from './codec.js';
+import { GroupGates } from './groups.js';
 import { describeThrown, NonRetryableError, RetryLater, RlmError, StaleLeaseError, StoreCorruptError, StoreIoError } from './errors.js';
 import { FlightRecorder, readFlight } from './flight.js';
 import { BoundedMap } from './bounded-map.js';
@@ -76,6 +77,10 @@ interface WindowNode {
   discarded?: boolean;
   /** A speculative node's result, remembered for combines once its key is known to be new. */
   result?: { value: unknown; bytes: number };
+  /** The group its steps count against (see GroupGates): unknown until its input is, null for none. */
+  group?: string | null;
+  /** Its next step holds a slot (and a token) of its group. */
+  admitted?: boolean;
 }
 
 /** A keyed parent waiting here: its children's run-and-key ids in order, those not yet remembered, the node. */
@@ -149,6 +154,8 @@ export class Worker {
   readonly #log: Logger;
   #id = '';
   #window: Frontier<WindowNode>;
+  /** Each group's share of capacity held here, and the nodes waiting for it (a task with `groups` only). */
+  readonly #gates: GroupGates<WindowNode> | null;
   readonly #suspects: WindowNode[] = [];
   /**
    * Keyed children born here whose parent's group has not committed yet. They run at once, speculatively: a key
@@ -261,6 +268,18 @@ export class Worker {
     this.#untilRunsEnd = config.untilRunsEnd;
     this.#log = config.logger ?? config.options.logger ?? silentLogger();
     this.#window = this.#newWindow();
+    this.#gates = this.#task.grouped
+      ? new GroupGates<WindowNode>({
+          store: this.#store,
+          workerId: () => this.#id,
+          leaseMs: this.#o.leaseMs,
+          pollMs: Math.max(20, this.#o.pollMs),
+          concurrency: this.#o.concurrency,
+          limitsOf: (group) => this.#task.groupLimits(group),
+          onReady: (nodes) => this.#groupReady(nodes),
+          onError: (error) => this.#die(error),
+        })
+      : null;
     this.#host = {
       log: this.#log,
       controllers: this.#controllers,
@@ -293,6 +312,7 @@ export class Worker {
     } finally {
       this.#stopHeartbeat();
       if (this.#commitTimer) clearTimeout(this.#commitTimer);
+      this.#gates?.clear();
       this.#flight.close();
     }
     if (this.#fatal) throw this.#fatal;
@@ -374,6 +394,7 @@ export class Worker {
         await this.#register();
       }
       await this.#reapDeadProcesses();
+      await this.#gates?.renew();
       if (this.#o.maxRssBytes > 0 && process.memoryUsage.rss() > this.#o.maxRssBytes) {
         this.#log.warn({ rss: process.memoryUsage.rss(), max: this.#o.maxRssBytes }, 'Memory ceiling reached; stopping gracefully.');
         this.stop('rss');
@@ -399,6 +420,7 @@ export class Worker {
   #dropEverything(): void {
     this.#window = this.#newWindow();
     this.#suspects.length = 0;
+    this.#gates?.clear();
     for (const node of this.#unconfirmed.values()) this.#discard(node);
     this.#unconfirmed.clear();
     this.#knownKeys.clear();
@@ -433,7 +455,7 @@ export class Worker {
         continue;
       }
       if (this.#window.size > 0 || this.#suspects.length > 0) continue;
-      const claimed = await this.#claim();
+      const claimed = this.#claimRoom() > 0 ? await this.#claim() : 0;
       if (claimed > 0) continue;
       if (this.#untilRunsEnd && (await this.#runsEnded())) {
         this.#stopping = 'finished';
@@ -488,11 +510,18 @@ export class Worker {
     return Math.min(this.#o.windowSize, this.#o.concurrency * 4);
   }
 
+  /** How many nodes a claim may take now: nodes waiting for their group count as held. */
+  #claimRoom(): number {
+    const held = this.#window.size + (this.#gates?.waiting ?? 0);
+    const room = (this.#peers > 0 ? this.#busyRoom() : this.#o.windowSize) - held;
+    return this.#gates && this.#gates.waiting > 0 ? room : Math.max(1, room);
+  }
+
   async #claim(): Promise<number> {
     const nodes = await this.#store.claimNodes(
       this.#id,
       { task: this.#task.name, maxVersion: this.#task.version, runIds: this.#runIds },
-      Math.max(1, Math.min(this.#o.claimBatch, (this.#peers > 0 ? this.#busyRoom() : this.#o.windowSize) - this.#window.size)),
+      Math.min(this.#o.claimBatch, this.#claimRoom()),
     );
     this.stats.claimed += nodes.length;
     for (const node of nodes) {
@@ -598,11 +627,40 @@ export class Worker {
     while (this.#inflight < this.#o.concurrency) {
       const node = this.#window.pop();
       if (!node) return;
-      if (node.unconfirmed && this.#isDiscarded(node)) continue;
-      if (node.discarded) continue;
+      if ((node.unconfirmed && this.#isDiscarded(node)) || node.discarded) {
+        this.#unadmit(node);
+        continue;
+      }
       if (this.#halted.size > 0 && this.#halted.has(node.runId)) this.#handBack(node);
+      else if (this.#gates && !node.admitted && node.group !== undefined && !this.#enterGroup(node)) continue;
       else this.#start(node);
     }
+  }
+
+  /** Whether the node's group lets its next step start now; if not, the node waits in its group. */
+  #enterGroup(node: WindowNode): boolean {
+    const gates = this.#gates as GroupGates<WindowNode>;
+    if (!gates.admit(node)) return false;
+    node.admitted = true;
+    return true;
+  }
+
+  /** Gives back the group slot a node took for a step it will not run here. */
+  #unadmit(node: WindowNode): void {
+    if (!node.admitted) return;
+    node.admitted = false;
+    this.#gates?.finished(node);
+  }
+
+  /** Nodes whose group now has room: their slots are taken, they start as soon as this worker can. */
+  #groupReady(nodes: WindowNode[]): void {
+    for (const node of nodes) {
+      node.admitted = true;
+      if (node.suspect) this.#suspects.push(node);
+      else this.#window.push(node);
+    }
+    if (!this.#stopping && !this.#fatal) this.#fill();
+    this.#signal();
   }
 
   /**
@@ -610,23 +668,28 @@ export class Worker {
    * next group. As an op it commits after the group that created its row, even when that group is still in flight.
    */
   #handBack(node: WindowNode): void {
+    this.#unadmit(node);
     this.#push(this.#stepOp(node, { type: 'release' }, node.attempts, [], []));
   }
 
   #start(node: WindowNode): void {
     this.#inflight++;
     this.#step(node).then(
-      () => this.#finishStep(node),
+      (ran) => this.#finishStep(node, ran),
       (error: unknown) => {
         this.#die(error);
-        this.#finishStep(node);
+        this.#finishStep(node, true);
       },
     );
   }
 
-  #finishStep(node: WindowNode): void {
+  #finishStep(node: WindowNode, ran: boolean): void {
     this.#inflight--;
-    this.stats.steps++;
+    // A node that went to wait in its group may already be admitted again, and running: its slot is not ours.
+    if (ran) {
+      this.stats.steps++;
+      this.#unadmit(node);
+    }
     if (node.suspect) this.#isolating = false;
     if (this.#opSteps >= this.#o.commitEverySteps || (this.#inflight === 0 && this.#window.size === 0 && this.#suspects.length === 0)) {
       void this.#commit();
@@ -861,9 +924,24 @@ export class Worker {
     }
   }
 
-  async #step(node: WindowNode): Promise<void> {
+  /** Runs one step of the node; false when it did not start because its group is full (it waits there). */
+  async #step(node: WindowNode): Promise<boolean> {
     const task = this.#task;
     const limits = task.limits;
+    if (this.#gates && !node.admitted) {
+      try {
+        if (node.group === undefined) node.group = task.groupOf(await this.#input(node));
+        if (!this.#enterGroup(node)) return false;
+      } catch (thrown) {
+        // A bad input fails in the step as it always does; a bad group() or groups() dead-letters the node.
+        if (node.validated) {
+          const error = this.#errorEntry(node.attempts, describeThrown(thrown));
+          this.#push(this.#stepOp(node, { type: 'dead', error }, node.attempts, [], []));
+          return true;
+        }
+        node.group = null;
+      }
+    }
     if (node.suspect && node.attempts >= limits.maxAttempts) {
       const error = this.#errorEntry(node.attempts, {
         message: `The step crashed its worker process on ${limits.maxAttempts} attempts (a poison pill); it is not run again.`,
@@ -871,7 +949,7 @@ export class Worker {
         stack: null,
       });
       this.#push(this.#stepOp(node, { type: 'dead', error }, limits.maxAttempts, [], []));
-      return;
+      return true;
     }
     const attempt = node.attempts + 1;
     if (node.suspect) {
@@ -932,9 +1010,9 @@ export class Worker {
     if (outcome.type === 'park') attempts = node.attempts;
     // Stopping at once: a failure now is most likely the abort of our own shutdown. The node stays leased and
     // the release hands it back uncounted, as a crash would.
-    if (this.#aborting && (outcome.type === 'retry' || outcome.type === 'dead')) return;
+    if (this.#aborting && (outcome.type === 'retry' || outcome.type === 'dead')) return true;
     // A speculative node whose key existed: nothing of it is written, and its children never run.
-    if (node.discarded) return;
+    if (node.discarded) return true;
     const op = this.#stepOp(node, outcome, attempts, step.children, step.emits);
     const ahead = this.#ahead.get(node.id);
     if (ahead) {
@@ -948,7 +1026,7 @@ export class Worker {
       } else {
         // A failed combine is not written ahead: the store makes the node ready, and it runs again, counted.
         this.#ahead.delete(node.id);
-        return;
+        return true;
       }
     }
     this.#push(op);
@@ -966,6 +1044,7 @@ export class Worker {
         this.#window.push(child);
       }
     }
+    return true;
   }
 
   #stepOp(node: WindowNode, outcome: StepOutcome, attempts: number, children: NewNode[], emits: Payload[]): StepOp {

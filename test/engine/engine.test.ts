@@ -199,6 +199,62 @@ describe('engine on SQLite', () => {
   });
 
 
+  it('keeps each group to its concurrency and rate while other groups go on', async () => {
+    const running = new Map<string, number>();
+    const most = new Map<string, number>();
+    const starts: number[] = [];
+    const grouped = defineTask<{ host?: string; i: number }, number>({
+      name: 'grouped',
+      group: ({ host }) => host,
+      groups: (host) => (host === 'slow.example' ? { concurrency: 2 } : host === 'rated.example' ? { perSecond: 20 } : { concurrency: 100 }),
+      async run({ host, i }) {
+        if (host === undefined) {
+          const hosts = ['slow.example', 'rated.example', 'fast.example'];
+          return { children: Array.from({ length: 60 }, (_, n) => ({ input: { host: hosts[n % 3] as string, i: n } })) };
+        }
+        if (host === 'rated.example') starts.push(Date.now());
+        running.set(host, (running.get(host) ?? 0) + 1);
+        most.set(host, Math.max(most.get(host) ?? 0, running.get(host) as number));
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        running.set(host, (running.get(host) as number) - 1);
+        return { result: i };
+      },
+      combine: (_input, results) => (results as number[]).reduce((a, b) => a + b, 0),
+    });
+    const out = await (await engine.start(grouped, { i: -1 })).done;
+    expect(out).toMatchObject({ state: 'completed', result: (59 * 60) / 2 });
+    expect(most.get('slow.example')).toBe(2);
+    expect(most.get('fast.example')).toBeGreaterThan(2);
+    // A bucket of 20 a second with a burst of 1: at most 21 starts in any one second.
+    expect(starts).toHaveLength(20);
+    for (const [n, at] of starts.entries()) expect(starts.filter((t) => t >= at && t < at + 1_000).length, `from start ${n}`).toBeLessThanOrEqual(21);
+    expect((starts.at(-1) as number) - (starts[0] as number)).toBeGreaterThanOrEqual(19 * 50 - 50);
+    const children = await store.listChildren((await engine.getRun(out.runId)).rootId);
+    expect(children.every((c) => c.attempts === 1 && c.errors.length === 0)).toBe(true);
+  });
+
+  it('dead-letters a node whose group() throws, and refuses bad group limits', async () => {
+    const bad = defineTask<{ i: number }, number>({
+      name: 'bad-group',
+      group: ({ i }) => {
+        if (i === 2) throw new Error('no host in this URL');
+        return 'one';
+      },
+      groups: { concurrency: 1 },
+      run: ({ i }) => (i === 0 ? { children: [{ input: { i: 1 } }, { input: { i: 2 } }] } : { result: i }),
+    });
+    const out = await (await engine.start(bad, { i: 0 })).done;
+    expect(out.counts).toMatchObject({ done: 2, dead: 1 });
+    const [dead] = await store.listNodes(out.runId, { state: 'dead' });
+    expect(dead?.errors[0]).toMatchObject({ code: 'INVALID_INPUT' });
+    expect(dead?.errors[0]?.message).toContain('group() of bad-group threw: no host in this URL');
+    const limits = (groups: unknown) => defineTask({ name: 'limits', group: () => 'g', groups: groups as { concurrency: number }, run: () => ({ result: 1 }) });
+    await expect(engine.start(limits({ concurrency: 0 }), {})).rejects.toThrow('Expected `groups of limits.concurrency` to be an integer >= 1, got `0`');
+    await expect(engine.start(limits({ perSecond: -1 }), {})).rejects.toThrow('perSecond` to be a number > 0');
+    await expect(engine.start(limits({ rate: 5 }), {})).rejects.toThrow('unknown field `rate`');
+    await expect(engine.start(defineTask({ name: 'nogroup', groups: { concurrency: 1 }, run: () => ({ result: 1 }) }), {})).rejects.toThrow('has no `group`');
+  });
+
   it('defers a step uncharged with RetryLater, charges it when asked, and dead-letters a bad notBefore at spawn', async () => {
     const runs = new Map<number, number>();
     const deferring = defineTask<{ i: number }, number>({
