@@ -192,6 +192,46 @@ export function packAnswers(question: string, answers: readonly string[], budget
   return batches;
 }
 
+/** What one model call gave back. */
+export interface Reply {
+  text: string;
+  promptTokens: number;
+  completionTokens: number;
+}
+
+/**
+ * A parent's answer from its children's: their costs summed, and their answers (those that found something,
+ * each once) merged by the model, in rounds of prompts that fit the budget, until one is left.
+ */
+export async function mergeAnswers(question: string, children: readonly Answer[], budget: Budget, ask: (messages: Message[]) => Promise<Reply>): Promise<Answer> {
+  const total: Answer = { answer: NONE, calls: 0, promptTokens: 0, completionTokens: 0 };
+  for (const child of children) {
+    total.calls += child.calls;
+    total.promptTokens += child.promptTokens;
+    total.completionTokens += child.completionTokens;
+  }
+  let answers = [...new Set(children.map((child) => child.answer).filter((answer) => !isNone(answer)))];
+  while (answers.length > 1) {
+    const batches = packAnswers(question, answers, budget);
+    if (batches.length === answers.length) throw new Error(`No two answers fit one merge prompt of ${budget.contextTokens} tokens; raise \`contextTokens\`.`);
+    const merged: string[] = [];
+    for (const batch of batches) {
+      if (batch.length === 1) {
+        merged.push(batch[0] as string);
+        continue;
+      }
+      const reply = await ask(mergePrompt(question, batch));
+      total.calls++;
+      total.promptTokens += reply.promptTokens;
+      total.completionTokens += reply.completionTokens;
+      if (!isNone(reply.text)) merged.push(reply.text.trim());
+    }
+    answers = [...new Set(merged)];
+  }
+  total.answer = answers[0] ?? NONE;
+  return total;
+}
+
 /** The smallest context window the pipeline works in: a passage, or two answers, with the prompt around them. */
 export function minimumContextTokens(question: string, answerTokens: number): number {
   const passage = 'word '.repeat(Math.floor(MAX_PASSAGE_TOKENS * 0.75)).trim();

@@ -7,7 +7,7 @@
  * It counts every call by prompt hash (`GET /stats`, or `calls()` from code), and can refuse calls on demand
  * (`fault`): a 429 with `Retry-After`, or a 5xx, as a provider under load does.
  *
- *   npx tsx examples/llm/server.ts --port 8787 [--latency-ms 50] [--context-tokens 8192]
+ *   npx tsx examples/llm/server.ts --port 8787 [--latency-ms 50] [--context-tokens 8192] [--log-calls]
  */
 import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -235,9 +235,16 @@ export async function startModelServer(options: ModelServerOptions = {}): Promis
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const { values } = parseArgs({
-    options: { port: { type: 'string', default: '8787' }, 'latency-ms': { type: 'string', default: '0' }, 'context-tokens': { type: 'string', default: '8192' } },
+    options: {
+      port: { type: 'string', default: '8787' },
+      'latency-ms': { type: 'string', default: '0' },
+      'context-tokens': { type: 'string', default: '8192' },
+      // One line per call received, `call N HASH`, for a process that watches this one.
+      'log-calls': { type: 'boolean', default: false },
+    },
   });
   const server = await startModelServer({ port: Number(values.port), latencyMs: Number(values['latency-ms']), contextTokens: Number(values['context-tokens']) });
+  if (values['log-calls']) server.events.on('call', (call) => process.stdout.write(`call ${call.n} ${call.hash}\n`));
   process.stdout.write(`model server listening on ${server.url}\n`);
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void server.close().then(() => process.exit(0)));
 }

@@ -23,14 +23,13 @@ import {
   answerPrompt,
   type Budget,
   fits,
-  isNone,
   loadCorpus,
   type Message,
-  mergePrompt,
+  mergeAnswers,
   minimumContextTokens,
   NONE,
-  packAnswers,
   promptHash,
+  type Reply,
   splitRange,
 } from './pipeline.js';
 import { startModelServer } from './server.js';
@@ -54,10 +53,7 @@ const schema = z.object({
 export type LlmInput = z.infer<typeof schema>;
 
 /** What one model call returned: journaled as the effect's value, so a resumed step reads it back. */
-export interface Completion {
-  text: string;
-  promptTokens: number;
-  completionTokens: number;
+export interface Completion extends Reply {
   model: string;
 }
 
@@ -123,6 +119,8 @@ async function complete(messages: Message[], maxTokens: number, signal: AbortSig
   }
 }
 
+const askedInStep = new WeakMap<TaskContext, Map<string, Promise<Completion>>>();
+
 /**
  * Every model call of the pipeline: journaled under a hash of its prompt, so a re-run step (after a crash, a
  * retry, a deferral) gets the same answer without calling the model again, and counted in one record per call.
@@ -131,7 +129,14 @@ async function complete(messages: Message[], maxTokens: number, signal: AbortSig
  */
 export async function ask(ctx: TaskContext, kind: 'answer' | 'merge', messages: Message[], budget: Budget): Promise<Completion> {
   const hash = promptHash(messages);
-  const completion = await ctx.effect(`chat:${hash}`, () => complete(messages, budget.answerTokens, ctx.signal));
+  // One effect per name and step: a prompt asked twice in one step gets the first call's answer.
+  let asked = askedInStep.get(ctx);
+  if (!asked) askedInStep.set(ctx, (asked = new Map()));
+  const earlier = asked.get(hash);
+  if (earlier) return earlier;
+  const pending = ctx.effect(`chat:${hash}`, () => complete(messages, budget.answerTokens, ctx.signal));
+  asked.set(hash, pending);
+  const completion = await pending;
   ctx.emit({ node: ctx.key, kind, promptHash: hash, promptTokens: completion.promptTokens, completionTokens: completion.completionTokens });
   return completion;
 }
@@ -162,34 +167,8 @@ export default defineTask<LlmInput, Answer>({
     const ranges = splitRange(corpus.passages, from, to, input.fanout ?? DEFAULTS.fanout);
     return { children: ranges.map(([start, end]) => ({ input: { ...input, from: start, to: end, digest: corpus.digest } })) };
   },
-  async combine(input, children, ctx) {
+  combine(input, children, ctx) {
     const budget = budgetOf(input);
-    const total: Answer = { answer: NONE, calls: 0, promptTokens: 0, completionTokens: 0 };
-    for (const child of children as Answer[]) {
-      total.calls += child.calls;
-      total.promptTokens += child.promptTokens;
-      total.completionTokens += child.completionTokens;
-    }
-    // Identical partial answers add nothing to a merge; answers that found nothing are left out.
-    let answers = [...new Set((children as Answer[]).map((child) => child.answer).filter((answer) => !isNone(answer)))];
-    while (answers.length > 1) {
-      const batches = packAnswers(input.question, answers, budget);
-      if (batches.length === answers.length) throw new NonRetryableError(`No two answers fit one merge prompt of ${budget.contextTokens} tokens; raise \`contextTokens\`.`);
-      const merged: string[] = [];
-      for (const batch of batches) {
-        if (batch.length === 1) {
-          merged.push(batch[0] as string);
-          continue;
-        }
-        const { text, promptTokens, completionTokens } = await ask(ctx, 'merge', mergePrompt(input.question, batch), budget);
-        total.calls++;
-        total.promptTokens += promptTokens;
-        total.completionTokens += completionTokens;
-        if (!isNone(text)) merged.push(text.trim());
-      }
-      answers = [...new Set(merged)];
-    }
-    total.answer = answers[0] ?? NONE;
-    return total;
+    return mergeAnswers(input.question, children as Answer[], budget, (messages) => ask(ctx, 'merge', messages, budget));
   },
 });
