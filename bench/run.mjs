@@ -13,6 +13,7 @@
  * - codec:    the JSON and msgpack codecs on the tree and dir-hash workloads: time and store size (bench/codec.mjs)
  * - dag:      a memoised DAG with sharing (examples/lattice.ts, every interior key shared by two parents) on SQLite
  *             and PostgreSQL, each beside a hand-written floor doing the same keyed writes
+ * - llm:      the recursive LLM pipeline on rlm beside a plain recursive script, uninterrupted and killed at half (bench/llm.mjs)
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,6 +21,7 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { codecRows, formatCodecTable } from './codec.mjs';
+import { formatLlmTable, llmRows } from './llm.mjs';
 import { describeServer } from './lib/pg.mjs';
 import { peerRow, startDurableRedis, withDatabase } from './lib/peers.mjs';
 import { ROOT, lastWords, measureScript } from './lib/proc.mjs';
@@ -28,7 +30,7 @@ import { latticeResult } from './lib/lattice.mjs';
 import { computeRatios, formatTable } from './lib/table.mjs';
 import { treeSize } from './lib/tree.mjs';
 
-const SECTIONS = ['memory', 'floor', 'sqlite', 'resume', 'peers', 'postgres', 'codec', 'dag'];
+const SECTIONS = ['memory', 'floor', 'sqlite', 'resume', 'peers', 'postgres', 'codec', 'dag', 'llm'];
 const ALIASES = { pg: 'postgres', rlm: 'sqlite', baselines: 'memory,floor', all: SECTIONS.join(',') };
 const HELP = `Usage: node bench/run.mjs [--only SECTIONS] [--quick]
 
@@ -435,6 +437,11 @@ if (has('codec')) {
   heading('codecs');
   codecs.push(...(await codecRows({ quick: flags.quick, onRow: add })));
 }
+const llm = [];
+if (has('llm')) {
+  heading('recursive LLM pipeline');
+  llm.push(...(await llmRows({ quick: flags.quick, onRow: add })));
+}
 
 env.loadAtEnd = loadavg()[0];
 computeRatios(rows);
@@ -442,6 +449,7 @@ const table = formatTable(printOrder(rows));
 const seconds = (performance.now() - started) / 1000;
 process.stdout.write(`\n${table}\n\n`);
 if (codecs.length > 0) process.stdout.write(`${formatCodecTable(codecs)}\n\n`);
+if (llm.length > 0) process.stdout.write(`${formatLlmTable(llm)}\n\n`);
 process.stdout.write(
   `rlm ${env.rlm}; ${env.cpus}, ${env.memoryGiB} GiB, node ${env.node}, SQLite ${env.sqlite}${env.postgres ? `, PostgreSQL ${env.postgres}` : ''}; ` +
     `suite took ${seconds.toFixed(0)} s; ` +
