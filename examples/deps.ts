@@ -356,9 +356,16 @@ export default defineTask<DepsInput, Closure | Summary>({
   codec: 'msgpack',
   input: z.object({ lockfile: z.string().min(1), package: z.string().optional(), sha256: z.string().optional(), component: z.string().optional() }),
   key: (input) => input.component ?? `lockfile ${input.lockfile}${input.package === undefined ? '' : ` ${input.package}`}`,
-  // One node per component reached, plus the root.
+  // One node per component reached, plus the root. rlm asks before the root's input is validated or its step
+  // runs; an input or lockfile that will not do gets 1 here and its error from the step, in the dead-letter queue.
   estimate(input) {
-    const graph = buildGraph(readFileSync(resolve(input.lockfile), 'utf8'));
+    let graph: LockGraph;
+    try {
+      graph = buildGraph(readFileSync(resolve(input.lockfile), 'utf8'));
+      targets(graph, input.package);
+    } catch {
+      return 1;
+    }
     const seen = new Set<number>();
     const todo = targets(graph, input.package);
     while (todo.length > 0) {
