@@ -184,6 +184,10 @@ describe('examples/deps.ts: the dependency closure of a lockfile', () => {
       expect(new Set(got.map((record) => record.package)).size).toBe(got.length);
       expect(got).toEqual(reference(lockfile));
       expect(got.some((record) => record.cycle !== null)).toBe(true);
+      const summary = JSON.parse(resumed.stdout) as { packages: number; largest: Omit<PackageRecord, 'cycle'>[] };
+      expect(summary.packages).toBe(got.length);
+      const top = [...got].sort((a, b) => b.closure - a.closure || (a.package < b.package ? -1 : 1)).slice(0, 10);
+      expect(summary.largest).toEqual(top.map(({ package: name, closure, bytes }) => ({ package: name, closure, bytes })));
 
       const audit = auditSqlite(tmp.db, 'deps');
       expect(audit.integrity).toEqual(['ok']);
