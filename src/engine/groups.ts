@@ -25,6 +25,8 @@ interface Gate<N> {
   readonly queue: N[];
   asking: boolean;
   timer: NodeJS.Timeout | null;
+  /** Lets go of the slots once the group has stayed idle here a moment, so other workers get them. */
+  idleTimer: NodeJS.Timeout | null;
 }
 
 export interface GroupGatesOptions<N> {
@@ -83,6 +85,15 @@ export class GroupGates<N extends GroupedNode> {
     if (!gate) return;
     gate.running--;
     this.#release(gate);
+    if (gate.running === 0 && gate.queue.length === 0 && gate.held > 0 && !gate.idleTimer) {
+      gate.idleTimer = setTimeout(() => {
+        gate.idleTimer = null;
+        if (gate.running > 0 || gate.queue.length > 0 || gate.asking || this.#gates.get(gateKey(gate.runId, gate.group)) !== gate) return;
+        this.#gates.delete(gateKey(gate.runId, gate.group));
+        this.#o.store.acquireGroup(this.#request(gate, 0, 0)).catch((error: unknown) => this.#o.onError(error));
+      }, this.#o.pollMs);
+      gate.idleTimer.unref();
+    }
   }
 
   /** Renews the slots held and lets go of those of groups with nothing left to run here. */
@@ -91,6 +102,7 @@ export class GroupGates<N extends GroupedNode> {
       if (gate.running === 0 && gate.queue.length === 0) {
         this.#gates.delete(gateKey(gate.runId, gate.group));
         if (gate.timer) clearTimeout(gate.timer);
+        if (gate.idleTimer) clearTimeout(gate.idleTimer);
         if (gate.held > 0) await this.#o.store.acquireGroup(this.#request(gate, 0, 0));
       } else if (gate.held > 0 && !gate.asking) {
         gate.held = (await this.#o.store.acquireGroup(this.#request(gate, gate.held, 0))).slots;
@@ -100,7 +112,10 @@ export class GroupGates<N extends GroupedNode> {
 
   /** Forgets every waiting node and slot (the worker lost its leases, or stops: the store frees them). */
   clear(): void {
-    for (const gate of this.#gates.values()) if (gate.timer) clearTimeout(gate.timer);
+    for (const gate of this.#gates.values()) {
+      if (gate.timer) clearTimeout(gate.timer);
+      if (gate.idleTimer) clearTimeout(gate.idleTimer);
+    }
     this.#gates.clear();
     this.#waiting = 0;
   }
@@ -111,7 +126,7 @@ export class GroupGates<N extends GroupedNode> {
     if (!gate) {
       const limits = this.#o.limitsOf(group);
       if (limits.concurrency === null && limits.perSecond === null) return null;
-      gate = { runId, group, limits, held: 0, running: 0, tokens: 0, queue: [], asking: false, timer: null };
+      gate = { runId, group, limits, held: 0, running: 0, tokens: 0, queue: [], asking: false, timer: null, idleTimer: null };
       this.#gates.set(key, gate);
     }
     return gate;
@@ -149,12 +164,12 @@ export class GroupGates<N extends GroupedNode> {
     const needSlots = concurrency !== null && gate.running >= gate.held;
     const tokens = gate.limits.perSecond === null ? 0 : Math.min(burst, gate.queue.length);
     gate.asking = true;
-    let retryAt: number | null;
+    let nextTokenInMs: number | null;
     try {
       const grant = await this.#o.store.acquireGroup(this.#request(gate, needSlots ? slots : gate.held, tokens));
       if (concurrency !== null) gate.held = grant.slots;
       gate.tokens += grant.tokens;
-      retryAt = grant.retryAt;
+      nextTokenInMs = grant.nextTokenInMs;
     } catch (error) {
       this.#o.onError(error);
       return;
@@ -170,7 +185,7 @@ export class GroupGates<N extends GroupedNode> {
     if (ready.length > 0) this.#o.onReady(ready);
     if (gate.queue.length === 0) return;
     // Still full: ask again when the next token comes due, or after a while for slots other workers hold.
-    const wait = retryAt !== null ? Math.max(1, retryAt - Date.now()) : this.#o.pollMs;
+    const wait = nextTokenInMs !== null && (gate.limits.concurrency === null || gate.running < gate.held) ? Math.max(1, nextTokenInMs) : this.#o.pollMs;
     gate.timer = setTimeout(() => {
       gate.timer = null;
       void this.#ask(gate);

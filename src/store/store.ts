@@ -390,8 +390,8 @@ export interface GroupGrant {
   slots: number;
   /** Tokens granted, already spent from the bucket. */
   tokens: number;
-  /** When the next token comes due, if fewer were granted than asked; null otherwise. */
-  retryAt: number | null;
+  /** With `perSecond`, when tokens were asked for: how long until the bucket holds a whole token (0: it does). */
+  nextTokenInMs: number | null;
 }
 
 export interface Store {
@@ -490,8 +490,7 @@ export interface Store {
    * step slots (`concurrency`, held under a lease of `leaseMs` that the worker renews and that lapses when it
    * dies) and tokens of its bucket (`perSecond`, up to `burst` at once), which are spent as they are granted.
    * `slots` is the total the worker wants to hold from now on (0 lets go of its lease); tokens are granted only
-   * for slots it holds and does not use (`running`). `retryAt` says when a token it asked for and did not get
-   * comes due.
+   * for slots it holds and does not use (`running`). `nextTokenInMs` says when to ask again.
    */
   acquireGroup(request: GroupRequest): Promise<GroupGrant>;
 

@@ -462,6 +462,8 @@ export class PostgresStore implements Store {
         `UPDATE ${t.workers} SET state = 'dead' WHERE state = 'alive' AND (id = ANY($1::text[]) OR ($2::boolean AND lease_until < ${DB_NOW})) RETURNING id, alone_id, alone_epoch`,
         [options.deadIds ?? [], options.expiredBefore !== undefined],
       );
+      // A dead worker's group slots are free at once, as its nodes are.
+      if (victims.length > 0) await tx.query(`DELETE FROM ${t.groupLeases} WHERE worker_id = ANY($1::text[])`, [victims.map((row) => row.id as string)]);
       // A victim running a node alone (see markAlone) is that node's fault, wherever its process was: charged
       // once, whether its own host's flight recorder or the store says so.
       const charged = new Map<number, number>();
@@ -768,7 +770,7 @@ export class PostgresStore implements Store {
       if (grant.bucket) {
         await tx.query(`UPDATE ${t.groupBuckets} SET tokens = $3, refilled_at = $4 WHERE run_id = $1 AND grp = $2`, [runId, group, grant.bucket.tokens, grant.bucket.refilledAt]);
       }
-      return { slots: grant.slots, tokens: grant.tokens, retryAt: grant.retryAt };
+      return { slots: grant.slots, tokens: grant.tokens, nextTokenInMs: grant.nextTokenInMs };
     });
   }
 

@@ -683,6 +683,8 @@ export class SqliteStore implements Store {
       let taken = 0;
       const deltas = new Map<string, number>();
       for (const id of victims) {
+        // A dead worker's group slots are free at once, as its nodes are.
+        this.#stmt('DELETE FROM rlm_group_leases WHERE worker_id = ?').run(id);
         const rows = this.#stmt(
           "UPDATE rlm_nodes SET state = 'pending', owner = NULL, epoch = epoch + 1, suspect = 1, updated_at = ? WHERE owner = ? AND state = 'running' RETURNING run_id",
         ).all(now, id) as { run_id: string }[];
@@ -959,7 +961,7 @@ export class SqliteStore implements Store {
           'INSERT INTO rlm_group_buckets (run_id, grp, tokens, refilled_at) VALUES (?, ?, ?, ?) ON CONFLICT (run_id, grp) DO UPDATE SET tokens = excluded.tokens, refilled_at = excluded.refilled_at',
         ).run(runId, group, grant.bucket.tokens, grant.bucket.refilledAt);
       }
-      return { slots: grant.slots, tokens: grant.tokens, retryAt: grant.retryAt };
+      return { slots: grant.slots, tokens: grant.tokens, nextTokenInMs: grant.nextTokenInMs };
     });
   }
 
