@@ -173,6 +173,14 @@ export function splitRange(passages: readonly string[], from: number, to: number
   return ranges;
 }
 
+/** The nodes of the tree that answers `question` over passages [from, to): the run's exact node count. */
+export function countNodes(passages: readonly string[], question: string, budget: Budget, fanout: number, from = 0, to = passages.length): number {
+  if (to - from <= 1 || fits(answerPrompt(question, passages.slice(from, to)), budget)) return 1;
+  let nodes = 1;
+  for (const [start, end] of splitRange(passages, from, to, fanout)) nodes += countNodes(passages, question, budget, fanout, start, end);
+  return nodes;
+}
+
 /**
  * Packs answers into as few merge prompts as fit the budget, in order. One batch means one merge call gives the
  * answer; more, and their merged answers are merged again (each round at least halves the count, since any two

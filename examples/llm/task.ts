@@ -22,6 +22,7 @@ import {
   type Answer,
   answerPrompt,
   type Budget,
+  countNodes,
   fits,
   loadCorpus,
   type Message,
@@ -144,6 +145,8 @@ export async function ask(ctx: TaskContext, kind: 'answer' | 'merge', messages: 
 export default defineTask<LlmInput, Answer>({
   name: 'llm-qa',
   input: schema,
+  // The split depends only on the passages and the budget, so the node count is known before any call.
+  estimate: (input) => countNodes(loadCorpus(input.corpus).passages, input.question, budgetOf(input), input.fanout ?? DEFAULTS.fanout),
   // A model call can take a while, and a combine may make several in a row.
   limits: { timeoutMs: 300_000, maxAttempts: 4, backoffMs: 1_000 },
   async run(input, ctx) {

@@ -5,7 +5,8 @@
  * charged no attempt, while a 5xx costs one.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { makeCorpus } from '../../examples/llm/corpus.js';
+import { join } from 'node:path';
+import { makeCorpus, writeCorpus } from '../../examples/llm/corpus.js';
 import type { Answer } from '../../examples/llm/pipeline.js';
 import { type Fault, type ModelServer, type ModelServerOptions, startModelServer } from '../../examples/llm/server.js';
 import { openStore } from '../../src/store/open.js';
@@ -170,9 +171,11 @@ describe('a recursive LLM pipeline on rlm', () => {
     expect(deferred).toBeGreaterThanOrEqual(1);
   });
 
-  it('starts its own local model when OPENAI_BASE_URL is unset', async () => {
+  it('starts its own local model when OPENAI_BASE_URL is unset, and reads the documents from a directory', async () => {
     const temp = store();
-    const run = await runCli(args('local', temp.url), { OPENAI_BASE_URL: '', OPENAI_MODEL: '' });
+    writeCorpus(join(temp.dir, 'docs'), makeCorpus(CORPUS.docs, CORPUS.seed));
+    const input = { question: QUESTION, corpus: { dir: join(temp.dir, 'docs') } };
+    const run = await runCli(['run', 'examples/llm/task.ts', '--input', JSON.stringify(input), '--run', 'local', '--store', temp.url], { OPENAI_BASE_URL: '', OPENAI_MODEL: '' });
     expect(run.code, run.stderr).toBe(0);
     expect(run.stderr).toMatch(/OPENAI_BASE_URL is unset; started the local extractive model at http:\/\/127\.0\.0\.1:\d+\/v1/);
     expect((JSON.parse(run.stdout) as Answer).answer).toBe(NEEDLE);
