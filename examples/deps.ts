@@ -78,10 +78,11 @@ interface LockEntry {
 }
 
 /** A lockfile resolved to packages and condensed into its strongly connected components. */
-export interface LockGraph {
+interface LockGraph {
   sha256: string;
   /** `name@version` of every package, sorted; a package's id is its index here. */
   packages: string[];
+  /** Each package's name, without its version. */
   names: string[];
   /** One install path of each package, relative to the lockfile's folder ('' is the project itself). */
   paths: string[];
@@ -106,7 +107,7 @@ export interface LockGraph {
 function resolveFrom(entries: Record<string, LockEntry>, from: string, name: string): string | undefined {
   for (let dir = from; ; ) {
     // Node never looks in `…/node_modules/node_modules`.
-    if (!dir.endsWith('node_modules')) {
+    if (dir !== 'node_modules' && !dir.endsWith('/node_modules')) {
       const candidate = dir === '' ? `node_modules/${name}` : `${dir}/node_modules/${name}`;
       if (Object.hasOwn(entries, candidate)) return candidate;
     }
@@ -123,7 +124,7 @@ function followLink(entries: Record<string, LockEntry>, path: string): string {
 }
 
 /** Tarjan's strongly connected components without recursion (a long dependency chain would overflow the stack). */
-export function stronglyConnected(deps: readonly (readonly number[])[]): number[][] {
+function stronglyConnected(deps: readonly (readonly number[])[]): number[][] {
   const n = deps.length;
   const index = new Int32Array(n).fill(-1);
   const low = new Int32Array(n);
@@ -177,7 +178,7 @@ export function stronglyConnected(deps: readonly (readonly number[])[]): number[
 }
 
 /** Resolves a lockfile's text into packages and their dependencies, then condenses it. */
-export function buildGraph(text: string): LockGraph {
+function buildGraph(text: string): LockGraph {
   const sha256 = createHash('sha256').update(text).digest('hex');
   const lock = JSON.parse(text) as { name?: string; version?: string; lockfileVersion?: number; packages?: Record<string, LockEntry> };
   const entries = lock.packages;
