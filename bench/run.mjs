@@ -144,6 +144,15 @@ function sqliteRows() {
     () =>
       rlmRow({
         ...common,
+        workload: 'tree walk, one group limit',
+        task: 'bench/tasks/tree-walk-grouped.ts',
+        depth: DEPTH.main,
+        floor: { shape: 'walk', nodes: MAIN },
+        note: 'every node in one group, limit never binds: the cost of the gate (compare with tree walk)',
+      }),
+    () =>
+      rlmRow({
+        ...common,
         workload: 'tree walk, store on the main thread',
         task: 'bench/tasks/tree-walk.ts',
         depth: DEPTH.main,

@@ -27,6 +27,8 @@ interface Gate<N> {
   timer: NodeJS.Timeout | null;
   /** Lets go of the slots once the group has stayed idle here a moment, so other workers get them. */
   idleTimer: NodeJS.Timeout | null;
+  /** When a step of the group last started here. */
+  usedAt: number;
 }
 
 export interface GroupGatesOptions<N> {
@@ -85,15 +87,23 @@ export class GroupGates<N extends GroupedNode> {
     if (!gate) return;
     gate.running--;
     this.#release(gate);
-    if (gate.running === 0 && gate.queue.length === 0 && gate.held > 0 && !gate.idleTimer) {
-      gate.idleTimer = setTimeout(() => {
-        gate.idleTimer = null;
-        if (gate.running > 0 || gate.queue.length > 0 || gate.asking || this.#gates.get(gateKey(gate.runId, gate.group)) !== gate) return;
-        this.#gates.delete(gateKey(gate.runId, gate.group));
-        this.#o.store.acquireGroup(this.#request(gate, 0, 0)).catch((error: unknown) => this.#o.onError(error));
-      }, this.#o.pollMs);
-      gate.idleTimer.unref();
-    }
+    if (gate.running === 0 && gate.queue.length === 0 && gate.held > 0 && !gate.idleTimer) this.#releaseWhenIdle(gate, this.#o.pollMs);
+  }
+
+  /** Lets go of the gate's slots once no step of it has started here for `pollMs`. */
+  #releaseWhenIdle(gate: Gate<N>, ms: number): void {
+    gate.idleTimer = setTimeout(() => {
+      gate.idleTimer = null;
+      if (gate.running > 0 || gate.queue.length > 0 || gate.asking || this.#gates.get(gateKey(gate.runId, gate.group)) !== gate) return;
+      const idle = Date.now() - gate.usedAt;
+      if (idle < this.#o.pollMs) {
+        this.#releaseWhenIdle(gate, this.#o.pollMs - idle);
+        return;
+      }
+      this.#gates.delete(gateKey(gate.runId, gate.group));
+      this.#o.store.acquireGroup(this.#request(gate, 0, 0)).catch((error: unknown) => this.#o.onError(error));
+    }, ms);
+    gate.idleTimer.unref();
   }
 
   /** Renews the slots held and lets go of those of groups with nothing left to run here. */
@@ -126,7 +136,7 @@ export class GroupGates<N extends GroupedNode> {
     if (!gate) {
       const limits = this.#o.limitsOf(group);
       if (limits.concurrency === null && limits.perSecond === null) return null;
-      gate = { runId, group, limits, held: 0, running: 0, tokens: 0, queue: [], asking: false, timer: null, idleTimer: null };
+      gate = { runId, group, limits, held: 0, running: 0, tokens: 0, queue: [], asking: false, timer: null, idleTimer: null, usedAt: 0 };
       this.#gates.set(key, gate);
     }
     return gate;
@@ -140,6 +150,7 @@ export class GroupGates<N extends GroupedNode> {
       gate.tokens--;
     }
     gate.running++;
+    gate.usedAt = Date.now();
     return true;
   }
 

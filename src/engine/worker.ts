@@ -930,7 +930,7 @@ export class Worker {
     const limits = task.limits;
     if (this.#gates && !node.admitted) {
       try {
-        if (node.group === undefined) node.group = task.groupOf(await this.#input(node));
+        if (node.group === undefined) node.group = task.groupOf(node.validated ? node.input : await this.#input(node));
         if (!this.#enterGroup(node)) return false;
       } catch (thrown) {
         // A bad input fails in the step as it always does; a bad group() or groups() dead-letters the node.
