@@ -3,7 +3,7 @@
  * The recursive LLM pipeline (examples/llm) on rlm beside the same pipeline as a plain recursive script
  * (baselines/llm-plain.ts), both against the local model server (examples/llm/server.ts, a fixed latency per
  * call, run as its own process) with the same number of calls in flight (`node bench/llm.mjs [--quick]`, and the
- * `llm` section of `npm run bench`):
+ * `llm` section of `npm run bench`; alone, `--docs N` and `--latency-ms N` change the corpus and the model's pace):
  * - uninterrupted: wall time from spawn to exit, model calls, tokens the server billed;
  * - SIGKILL once the server has received half the uninterrupted run's calls, then the same command again (rlm
  *   resumes with --run ID; the script can only start over): calls made again, tokens billed in all, wall time of
@@ -15,6 +15,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
 import { killGroup, lastWords, measure, RLM_BIN, ROOT } from './lib/proc.mjs';
 
 const n = (value) => Math.round(value).toLocaleString('en-US');
@@ -92,9 +93,7 @@ function parseAnswer(result) {
 }
 
 /** The llm rows: rlm and the plain script, uninterrupted and killed at half. `quick` shrinks the corpus. */
-export async function llmRows({ quick = false, onRow = () => undefined } = {}) {
-  const docs = quick ? 60 : 400;
-  const latencyMs = quick ? 20 : 100;
+export async function llmRows({ quick = false, onRow = () => undefined, docs = quick ? 60 : 400, latencyMs = quick ? 20 : 100 } = {}) {
   const contextTokens = 1024;
   const input = { question: 'Who rebuilt the bridge at Brarmere?', corpus: { docs, seed: 1 }, contextTokens };
   const section = `recursive LLM pipeline (examples/llm): ${n(docs)} documents, local model at ${latencyMs} ms a call, ${CONCURRENCY} calls in flight`;
@@ -173,9 +172,11 @@ export function formatLlmTable(rows) {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const quick = process.argv.includes('--quick');
+  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, docs: { type: 'string' }, 'latency-ms': { type: 'string' } } });
   const rows = await llmRows({
-    quick,
+    quick: values.quick,
+    ...(values.docs ? { docs: Number(values.docs) } : {}),
+    ...(values['latency-ms'] ? { latencyMs: Number(values['latency-ms']) } : {}),
     onRow: (row) => process.stderr.write(`  ${row.status === 'ok' ? `${row.seconds.toFixed(2)} s` : 'FAILED'}  ${row.workload} · ${row.system}${row.status === 'ok' ? '' : ` — ${row.note}`}\n`),
   });
   process.stdout.write(`\n${formatLlmTable(rows)}\n`);
