@@ -97,6 +97,8 @@ export function runFromRow(row: Row, columns: Columns): RunRecord {
     order: row.frontier_order as RunRecord['order'],
     nodeBudget: (row.node_budget as number | null) ?? null,
     nodeCount: row.node_count as number,
+    costBudget: row.cost_budget === null || row.cost_budget === undefined ? null : Number(row.cost_budget),
+    costSpent: Number(row.cost_spent ?? 0),
     pauseReason: (row.pause_reason as string | null) ?? null,
     rootId: row.root_id as number,
     counts: countsFromRow(row),

@@ -80,6 +80,8 @@ export interface NewRun {
   traceparent: string | null;
   /** The task's `estimate(input)`: how many nodes the run will have in all, when the task can tell. */
   estimate?: number | null;
+  /** Most cost (in the user's units) the run's steps may reserve; null: none. */
+  costBudget?: number | null;
 }
 
 export interface RunRecord {
@@ -92,6 +94,9 @@ export interface RunRecord {
   order: 'dfs' | 'bfs';
   nodeBudget: number | null;
   nodeCount: number;
+  /** Most cost the run's steps may reserve (null: unbounded), and what they reserved and spent so far. */
+  costBudget: number | null;
+  costSpent: number;
   pauseReason: string | null;
   rootId: number;
   counts: StateCounts;
@@ -365,6 +370,27 @@ export interface StoreCapabilities {
 }
 
 /** The one persistence boundary. Every implementation passes test/store/conformance.ts. */
+/** Journal entries of cost charges are effects whose names start with this. */
+export const COST_EFFECT_PREFIX = 'rlm:cost:';
+
+/** The amount a journaled cost charge holds. */
+export function costOf(value: Payload): number {
+  const text = typeof value === 'string' ? value : Buffer.from(value).toString('utf8');
+  const cost = (JSON.parse(text) as { cost?: unknown }).cost;
+  return typeof cost === 'number' && Number.isFinite(cost) ? cost : 0;
+}
+
+/** A node's charge to its run's cost budget (see Store.chargeCost). */
+export interface CostCharge {
+  runId: string;
+  nodeId: number;
+  nodeKey: string;
+  /** The journal entry's name: which reservation or settlement of the node this is. */
+  name: string;
+  kind: 'reserve' | 'settle';
+  amount: number;
+}
+
 /** What a worker asks of a group's shared capacity (see Store.acquireGroup). */
 export interface GroupRequest {
   runId: string;
@@ -427,6 +453,17 @@ export interface Store {
   recordRunCode(runId: string, code: RunCode): Promise<RunCode | null>;
   /** Records the task's estimate of the run's node count (null: unknown), for progress readers without the task. */
   setRunEstimate(runId: string, estimate: number | null): Promise<void>;
+  /** Sets a run's cost budget (null: none). Nodes parked by the old one stay parked until approved. */
+  setCostBudget(runId: string, budget: number | null): Promise<void>;
+  /**
+   * Charges a node's cost to its run, once per node key and name, atomically with its journal entry (an effect
+   * row under `name` holding `{ "cost": amount }`): a step that runs again gets the journaled charge back and
+   * is not charged twice. A `reserve` that would take the run past its budget is refused and not journaled; a
+   * `settle` (what a step really spent, as a correction of its reservations; it may be negative) always goes in.
+   */
+  chargeCost(charge: CostCharge): Promise<{ granted: boolean; amount: number; spent: number; budget: number | null }>;
+  /** The cost charged to each node of a subtree (by the effects journal), summed; at most one read per node. */
+  subtreeCost(nodeId: number): Promise<number>;
 
   registerWorker(info: WorkerInfo, leaseMs: number): Promise<void>;
   /** Extends the worker's leases. False when the worker was declared dead: it must drop everything it holds. */

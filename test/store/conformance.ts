@@ -1287,6 +1287,49 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSt
       });
     });
 
+    describe('cost budgets', () => {
+      const charge = (runId: string, nodeId: number, name: string, kind: 'reserve' | 'settle', amount: number) =>
+        store.chargeCost({ runId, nodeId, nodeKey: `node-${nodeId}`, name: `rlm:cost:${name}`, kind, amount });
+
+      it('grants reservations up to the budget, journals each charge once, and settles what was really spent', async () => {
+        const run = await createRun({ costBudget: 3 });
+        expect(run).toMatchObject({ costBudget: 3, costSpent: 0 });
+        expect(await charge(run.id, 1, 'a', 'reserve', 2)).toEqual({ granted: true, amount: 2, spent: 2, budget: 3 });
+        expect(await charge(run.id, 2, 'b', 'reserve', 2)).toEqual({ granted: false, amount: 2, spent: 2, budget: 3 });
+        // The same charge again (a step run again after a crash) gets the journaled one, not a second charge.
+        expect(await charge(run.id, 1, 'a', 'reserve', 2)).toEqual({ granted: true, amount: 2, spent: 2, budget: 3 });
+        expect(await charge(run.id, 1, 'a-settle', 'settle', -1.5)).toMatchObject({ granted: true, spent: 0.5 });
+        expect(await charge(run.id, 2, 'b', 'reserve', 2)).toMatchObject({ granted: true, spent: 2.5 });
+        // What a step really spent goes in even past the budget; only reservations are held to it.
+        expect(await charge(run.id, 2, 'b-settle', 'settle', 1)).toMatchObject({ granted: true, spent: 3.5 });
+        expect(await charge(run.id, 3, 'c', 'reserve', 0.1)).toMatchObject({ granted: false, spent: 3.5 });
+        await store.setCostBudget(run.id, 10);
+        expect(await charge(run.id, 3, 'c', 'reserve', 0.1)).toMatchObject({ granted: true, budget: 10 });
+        expect((await store.getRun(run.id))?.costSpent).toBeCloseTo(3.6);
+        await expect(store.setCostBudget('no-such-run', 1)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      });
+
+      it('never passes the budget when workers reserve at once, and sums a subtree’s charges', async () => {
+        const run = await createRun({ costBudget: 10 });
+        const { w, root } = await claimRoot(run);
+        const childIds = await ids(3);
+        await commit(w, [step(root, wait, { children: childIds.map((id, ord) => child(id, root.id, ord, { state: 'pending' })) })]);
+        const children = await store.listChildren(root.id);
+        const grants = await Promise.all(
+          Array.from({ length: 24 }, (_, i) => {
+            const node = children[i % 3] as { id: number; key: string };
+            return store.chargeCost({ runId: run.id, nodeId: node.id, nodeKey: node.key, name: `rlm:cost:run:${i}`, kind: 'reserve', amount: 1 });
+          }),
+        );
+        expect(grants.filter((g) => g.granted)).toHaveLength(10);
+        expect((await store.getRun(run.id))?.costSpent).toBe(10);
+        expect(await store.subtreeCost(root.id)).toBe(10);
+        expect(await store.subtreeCost((children[0] as { id: number }).id)).toBe(grants.filter((g, i) => g.granted && i % 3 === 0).length);
+        expect(await store.getRun(run.id)).toMatchObject({ costBudget: 10 });
+        expect((await createRun()).costBudget).toBeNull();
+      });
+    });
+
     describe('groups with limits', () => {
       const ask = (runId: string, workerId: string, want: Partial<GroupRequest>): Promise<GroupGrant> =>
         store.acquireGroup({ runId, group: 'example.com', workerId, concurrency: null, perSecond: null, burst: 1, slots: 0, running: 0, tokens: 0, leaseMs: 60_000, ...want });

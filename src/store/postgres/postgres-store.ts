@@ -12,6 +12,7 @@ import type {
   CommitResult,
   EffectRecord,
   EmitRecord,
+  CostCharge,
   ErrorEntry,
   GroupGrant,
   GroupRequest,
@@ -33,7 +34,7 @@ import type {
 } from '../store.js';
 import { cycleError, findCycleClosers } from '../cycles.js';
 import { grantGroup } from '../groups.js';
-import { isPersonPause, WORKER_RETENTION_MS } from '../store.js';
+import { COST_EFFECT_PREFIX, costOf, isPersonPause, WORKER_RETENTION_MS } from '../store.js';
 import { dropRefused } from '../rows.js';
 import { PgCommit } from './commit.js';
 import {
@@ -194,13 +195,13 @@ export class PostgresStore implements Store {
       const rows = await tx.query(
         `WITH id AS (UPDATE ${t.meta} SET value = value + 1 WHERE key = 'next_node_id' RETURNING value - 1 AS root_id),
          run AS (
-           INSERT INTO ${t.runs} (id, task, task_version, state, input, context, frontier_order, node_budget, node_count, root_id, n_pending, created_at, updated_at, pass_dead, estimate)
-           SELECT $1, $2, $3, 'running', $4, $5, $6, $7, 1, id.root_id, 1, $8, $8, $13, $14::bigint FROM id
+           INSERT INTO ${t.runs} (id, task, task_version, state, input, context, frontier_order, node_budget, node_count, root_id, n_pending, created_at, updated_at, pass_dead, estimate, cost_budget)
+           SELECT $1, $2, $3, 'running', $4, $5, $6, $7, 1, id.root_id, 1, $8, $8, $13, $14::bigint, $15::double precision FROM id
            ON CONFLICT (id) DO NOTHING RETURNING root_id)
          INSERT INTO ${t.nodes} (id, run_id, parent_id, ord, key, keyed, depth, priority, order_key, version, state, input, context, traceparent, created_at, updated_at)
          SELECT run.root_id, $1, NULL, 0, $9, $12, 0, $10, CASE WHEN $6 = 'dfs' THEN -run.root_id ELSE run.root_id END, $3, 'pending', $4, $5, $11, $8, $8 FROM run
          RETURNING id`,
-        [run.id, run.task, run.taskVersion, textOf(run.input), textOfOptional(run.context), run.order, run.nodeBudget, now, run.rootKey, run.rootPriority, run.traceparent, run.rootKeyed, run.passDead, run.estimate ?? null],
+        [run.id, run.task, run.taskVersion, textOf(run.input), textOfOptional(run.context), run.order, run.nodeBudget, now, run.rootKey, run.rootPriority, run.traceparent, run.rootKeyed, run.passDead, run.estimate ?? null, run.costBudget ?? null],
       );
       if (rows.length === 0) {
         throw new ConfigError(`A run with id ${run.id} exists already; resume it with --run ${run.id}, or choose another id.`);
@@ -326,7 +327,7 @@ export class PostgresStore implements Store {
            SELECT id.root_id, $1, NULL, 0, $2, $3, 0, $4, CASE WHEN $5 = 'dfs' THEN -id.root_id ELSE id.root_id END, $6, 'pending', $7, $8, $9, $10, $10 FROM id
            RETURNING id)
          UPDATE ${t.runs} SET state = 'running', result = NULL, pause_reason = NULL, finished_at = NULL, node_count = 1, root_id = (SELECT id FROM root),
-           n_pending = 1, n_running = 0, n_waiting = 0, n_done = 0, n_dead = 0, n_parked = 0, updated_at = $10 WHERE id = $1`,
+           n_pending = 1, cost_spent = 0, n_running = 0, n_waiting = 0, n_done = 0, n_dead = 0, n_parked = 0, updated_at = $10 WHERE id = $1`,
         [
           runId,
           root?.key ?? 'root',
@@ -409,6 +410,48 @@ export class PostgresStore implements Store {
   async setRunEstimate(runId: string, estimate: number | null): Promise<void> {
     const rows = await this.#query(`UPDATE ${this.#t.runs} SET estimate = $2 WHERE id = $1 RETURNING id`, [runId, estimate]);
     if (rows.length === 0) throw new NotFoundError(`No run ${runId} in ${this.description}; \`rlm status\` lists the runs.`);
+  }
+
+  async setCostBudget(runId: string, budget: number | null): Promise<void> {
+    const rows = await this.#query(`UPDATE ${this.#t.runs} SET cost_budget = $2 WHERE id = $1 RETURNING id`, [runId, budget]);
+    if (rows.length === 0) throw new NotFoundError(`No run ${runId} in ${this.description}; \`rlm status\` lists the runs.`);
+  }
+
+  async chargeCost(charge: CostCharge): Promise<{ granted: boolean; amount: number; spent: number; budget: number | null }> {
+    const t = this.#t;
+    return this.#write(async (tx) => {
+      await tx.begin();
+      // The run's row is the budget's lock: charges of one run take turns, so none passes the budget.
+      const [run] = await tx.query(`SELECT cost_budget, cost_spent FROM ${t.runs} WHERE id = $1 FOR UPDATE`, [charge.runId]);
+      if (!run) throw new NotFoundError(`No run ${charge.runId} in ${this.description}; \`rlm status\` lists the runs.`);
+      const budget = run.cost_budget === null ? null : Number(run.cost_budget);
+      const before = Number(run.cost_spent);
+      const [journaled] = await tx.query(`SELECT run_id, value FROM ${t.effects} WHERE run_id = $1 AND node_key = $2 AND name = $3`, [charge.runId, charge.nodeKey, charge.name]);
+      if (journaled) return { granted: true, amount: costOf(payloadOf(journaled.value, { table: 'rlm_effects', column: 'value', row: journaled }) ?? 'null'), spent: before, budget };
+      if (charge.kind === 'reserve' && budget !== null && before + charge.amount > budget) return { granted: false, amount: charge.amount, spent: before, budget };
+      const spent = before + charge.amount;
+      await tx.query(`UPDATE ${t.runs} SET cost_spent = $2 WHERE id = $1`, [charge.runId, spent]);
+      await tx.query(`INSERT INTO ${t.effects} (run_id, node_key, name, node_id, value, at) VALUES ($1, $2, $3, $4, $5, $6)`, [
+        charge.runId,
+        charge.nodeKey,
+        charge.name,
+        charge.nodeId,
+        sealText(JSON.stringify({ cost: charge.amount })),
+        Date.now(),
+      ]);
+      return { granted: true, amount: charge.amount, spent, budget };
+    });
+  }
+
+  async subtreeCost(nodeId: number): Promise<number> {
+    const t = this.#t;
+    const rows = await this.#query(
+      `WITH RECURSIVE sub(id) AS (SELECT $1::bigint UNION SELECT n.id FROM ${t.nodes} n JOIN sub ON n.parent_id = sub.id)
+       SELECT e.run_id, e.value FROM ${t.effects} e JOIN ${t.nodes} n ON e.run_id = n.run_id AND e.node_key = n.key JOIN sub ON sub.id = n.id
+       WHERE e.name LIKE '${COST_EFFECT_PREFIX}%'`,
+      [nodeId],
+    );
+    return rows.reduce((sum, row) => sum + costOf(payloadOf(row.value, { table: 'rlm_effects', column: 'value', row }) ?? 'null'), 0);
   }
 
   async registerWorker(info: WorkerInfo, leaseMs: number): Promise<void> {

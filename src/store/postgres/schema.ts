@@ -202,6 +202,15 @@ CREATE TABLE rlm_group_buckets (
 );
 `,
   },
+  {
+    // Cost budgets: what a run's steps may reserve, and what they were charged (each charge is journaled as an
+    // effect of its node).
+    version: 9,
+    sql: `
+ALTER TABLE rlm_runs ADD COLUMN cost_budget DOUBLE PRECISION CHECK (cost_budget IS NULL OR cost_budget >= 0);
+ALTER TABLE rlm_runs ADD COLUMN cost_spent DOUBLE PRECISION NOT NULL DEFAULT 0;
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

@@ -17,13 +17,14 @@ import { open, openErrors, seal, sealError, sealOptional } from '../checksum.js'
 import * as shared from '../rows.js';
 import type { DoctorReport } from '../audit.js';
 import { type Columns, dropRefused, emptyCounts, LEASED_COLUMNS, type Row, workerFromRow } from '../rows.js';
-import { isPersonPause, WORKER_RETENTION_MS } from '../store.js';
+import { COST_EFFECT_PREFIX, costOf, isPersonPause, WORKER_RETENTION_MS } from '../store.js';
 import type {
   ClaimFilter,
   CommitOp,
   CommitResult,
   EffectRecord,
   EmitRecord,
+  CostCharge,
   ErrorEntry,
   GroupGrant,
   GroupRequest,
@@ -397,9 +398,9 @@ export class SqliteStore implements Store {
          VALUES (?, ?, NULL, 0, ?, ?, 0, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)`,
       ).run(rootId, run.id, run.rootKey, run.rootKeyed ? 1 : 0, run.rootPriority, run.order === 'dfs' ? -rootId : rootId, run.taskVersion, input, context, run.traceparent, now, now);
       this.#stmt(
-        `INSERT INTO rlm_runs (id, task, task_version, state, input, context, frontier_order, node_budget, node_count, root_id, n_pending, created_at, updated_at, pass_dead, estimate)
-         VALUES (?, ?, ?, 'running', ?, ?, ?, ?, 1, ?, 1, ?, ?, ?, ?)`,
-      ).run(run.id, run.task, run.taskVersion, input, context, run.order, run.nodeBudget, rootId, now, now, run.passDead ? 1 : 0, run.estimate ?? null);
+        `INSERT INTO rlm_runs (id, task, task_version, state, input, context, frontier_order, node_budget, node_count, root_id, n_pending, created_at, updated_at, pass_dead, estimate, cost_budget)
+         VALUES (?, ?, ?, 'running', ?, ?, ?, ?, 1, ?, 1, ?, ?, ?, ?, ?)`,
+      ).run(run.id, run.task, run.taskVersion, input, context, run.order, run.nodeBudget, rootId, now, now, run.passDead ? 1 : 0, run.estimate ?? null, run.costBudget ?? null);
     });
     const created = await this.getRun(run.id);
     if (!created) throw new Error(`Run ${run.id} vanished right after it was created.`);
@@ -542,7 +543,7 @@ export class SqliteStore implements Store {
       );
       this.#stmt(
         `UPDATE rlm_runs SET state = 'running', result = NULL, pause_reason = NULL, finished_at = NULL, node_count = 1, root_id = ?,
-           n_pending = 1, n_running = 0, n_waiting = 0, n_done = 0, n_dead = 0, n_parked = 0, updated_at = ? WHERE id = ?`,
+           n_pending = 1, cost_spent = 0, n_running = 0, n_waiting = 0, n_done = 0, n_dead = 0, n_parked = 0, updated_at = ? WHERE id = ?`,
       ).run(rootId, now, runId);
     });
     const run = await this.getRun(runId);
@@ -612,6 +613,46 @@ export class SqliteStore implements Store {
     this.#write(() => {
       const changed = this.#stmt('UPDATE rlm_runs SET estimate = ? WHERE id = ?').run(estimate, runId) as { changes: number };
       if (changed.changes === 0) throw new NotFoundError(`No run ${runId} in ${this.description}; \`rlm status\` lists the runs.`);
+    });
+  }
+
+  async setCostBudget(runId: string, budget: number | null): Promise<void> {
+    this.#write(() => {
+      const changed = this.#stmt('UPDATE rlm_runs SET cost_budget = ? WHERE id = ?').run(budget, runId) as { changes: number };
+      if (changed.changes === 0) throw new NotFoundError(`No run ${runId} in ${this.description}; \`rlm status\` lists the runs.`);
+    });
+  }
+
+  async chargeCost(charge: CostCharge): Promise<{ granted: boolean; amount: number; spent: number; budget: number | null }> {
+    return this.#write(() => {
+      const run = this.#stmt('SELECT cost_budget, cost_spent FROM rlm_runs WHERE id = ?').get(charge.runId) as { cost_budget: number | null; cost_spent: number } | undefined;
+      if (!run) throw new NotFoundError(`No run ${charge.runId} in ${this.description}; \`rlm status\` lists the runs.`);
+      const journaled = this.#stmt('SELECT run_id, value FROM rlm_effects WHERE run_id = ? AND node_key = ? AND name = ?').get(charge.runId, charge.nodeKey, charge.name) as Row | undefined;
+      if (journaled) return { granted: true, amount: costOf(openEffect(journaled)), spent: run.cost_spent, budget: run.cost_budget };
+      if (charge.kind === 'reserve' && run.cost_budget !== null && run.cost_spent + charge.amount > run.cost_budget) {
+        return { granted: false, amount: charge.amount, spent: run.cost_spent, budget: run.cost_budget };
+      }
+      const spent = run.cost_spent + charge.amount;
+      this.#stmt('UPDATE rlm_runs SET cost_spent = ? WHERE id = ?').run(spent, charge.runId);
+      this.#stmt('INSERT INTO rlm_effects (run_id, node_key, name, node_id, value, at) VALUES (?, ?, ?, ?, ?, ?)').run(
+        charge.runId,
+        charge.nodeKey,
+        charge.name,
+        charge.nodeId,
+        seal(JSON.stringify({ cost: charge.amount })),
+        Date.now(),
+      );
+      return { granted: true, amount: charge.amount, spent, budget: run.cost_budget };
+    });
+  }
+
+  async subtreeCost(nodeId: number): Promise<number> {
+    return this.#read(() => {
+      const rows = this.#stmt(
+        `WITH RECURSIVE sub(id) AS (SELECT ? UNION SELECT n.id FROM rlm_nodes n JOIN sub ON n.parent_id = sub.id)
+         SELECT e.run_id, e.value FROM rlm_effects e JOIN rlm_nodes n ON e.run_id = n.run_id AND e.node_key = n.key JOIN sub ON sub.id = n.id WHERE e.name LIKE '${COST_EFFECT_PREFIX}%'`,
+      ).all(nodeId) as Row[];
+      return rows.reduce((sum, row) => sum + costOf(openEffect(row)), 0);
     });
   }
 

@@ -118,6 +118,9 @@ export class SqliteThreadStore implements Store {
   depthHistogram: Store['depthHistogram'] = (...args) => this.#call('depthHistogram', args);
   nextWake: Store['nextWake'] = (...args) => this.#call('nextWake', args);
   acquireGroup: Store['acquireGroup'] = (...args) => this.#call('acquireGroup', args);
+  setCostBudget: Store['setCostBudget'] = (...args) => this.#call('setCostBudget', args);
+  chargeCost: Store['chargeCost'] = (...args) => this.#call('chargeCost', args);
+  subtreeCost: Store['subtreeCost'] = (...args) => this.#call('subtreeCost', args);
   compact: NonNullable<Store['compact']> = (...args) => this.#call('compact', args);
   cancelSubtree: NonNullable<Store['cancelSubtree']> = (...args) => this.#call('cancelSubtree', args);
   redrive: Store['redrive'] = (...args) => this.#call('redrive', args);
