@@ -48,8 +48,10 @@ export function promptHash(messages: readonly Message[]): string {
   return hash.digest('hex').slice(0, 24);
 }
 
+/** Whether an answer found nothing: the agreed reply, or an empty one (a refusal has no content). */
 export function isNone(answer: string): boolean {
-  return answer.trim().replace(/\.$/, '').toLowerCase() === NONE.replace(/\.$/, '').toLowerCase();
+  const text = answer.trim().replace(/\.$/, '').toLowerCase();
+  return text === '' || text === NONE.replace(/\.$/, '').toLowerCase();
 }
 
 const ANSWER_SYSTEM = `Answer the question using only the context. Reply with the sentences of the context that answer it, quoted exactly. If the context does not answer it, reply exactly: ${NONE}`;

@@ -167,6 +167,9 @@ export default defineTask<LlmInput, Answer>({
       const { text, promptTokens, completionTokens } = await ask(ctx, 'answer', prompt, budget);
       return { result: { answer: text.trim(), calls: 1, promptTokens, completionTokens } };
     }
+    // Cannot happen past the check above (a passage is cut to fit any window it allows); were it to, a split
+    // would give this very slice back as its only child, for ever.
+    if (to - from === 1) throw new NonRetryableError(`Passage ${from} does not fit a prompt of ${budget.contextTokens} tokens; raise \`contextTokens\`.`);
     const ranges = splitRange(corpus.passages, from, to, input.fanout ?? DEFAULTS.fanout);
     return { children: ranges.map(([start, end]) => ({ input: { ...input, from: start, to: end, digest: corpus.digest } })) };
   },

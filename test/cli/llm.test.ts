@@ -7,8 +7,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { makeCorpus, writeCorpus } from '../../examples/llm/corpus.js';
-import type { Answer } from '../../examples/llm/pipeline.js';
+import { type Answer, countTokens, loadCorpus, splitRange } from '../../examples/llm/pipeline.js';
 import { type Fault, type ModelServer, type ModelServerOptions, startModelServer } from '../../examples/llm/server.js';
+import { retryAfterMs } from '../../examples/llm/task.js';
 import { openStore } from '../../src/store/open.js';
 import { runCli, startCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/temp.js';
@@ -82,7 +83,11 @@ async function reference(): Promise<{ answer: Answer; hashes: string[]; nodes: A
   expect(run.code, run.stderr).toBe(0);
   const answer = JSON.parse(run.stdout) as Answer;
   const hashes = model.calls().map((call) => call.hash);
-  return { answer, hashes, nodes: await journal(temp.url, 'reference') };
+  const nodes = await journal(temp.url, 'reference');
+  // The task's estimate is the exact node count: the split is known before any call.
+  const status = JSON.parse((await runCli(['status', 'reference', '--json', '--store', temp.url])).stdout) as { estimate: number; nodes: number };
+  expect(status.estimate).toBe(nodes.length);
+  return { answer, hashes, nodes };
 }
 
 describe('a recursive LLM pipeline on rlm', () => {
@@ -179,5 +184,37 @@ describe('a recursive LLM pipeline on rlm', () => {
     expect(run.code, run.stderr).toBe(0);
     expect(run.stderr).toMatch(/OPENAI_BASE_URL is unset; started the local extractive model at http:\/\/127\.0\.0\.1:\d+\/v1/);
     expect((JSON.parse(run.stdout) as Answer).answer).toBe(NEEDLE);
+  });
+});
+
+describe('the pipeline\'s pure parts', () => {
+  it('splits a slice into contiguous, non-empty parts of about equal tokens', () => {
+    const { passages } = loadCorpus(CORPUS);
+    for (const [from, to, fanout] of [
+      [0, passages.length, 4],
+      [3, 9, 4],
+      [10, 12, 4],
+      [5, 40, 7],
+    ] as const) {
+      const parts = splitRange(passages, from, to, fanout);
+      expect(parts).toHaveLength(Math.min(fanout, to - from));
+      expect(parts[0]![0]).toBe(from);
+      expect(parts.at(-1)![1]).toBe(to);
+      for (let i = 0; i < parts.length; i++) {
+        expect(parts[i]![1]).toBeGreaterThan(parts[i]![0]);
+        if (i > 0) expect(parts[i]![0]).toBe(parts[i - 1]![1]);
+      }
+    }
+    const tokens = splitRange(passages, 0, passages.length, 4).map(([a, b]) => countTokens(passages.slice(a, b).join(' ')));
+    expect(Math.max(...tokens) / Math.min(...tokens)).toBeLessThan(1.5);
+  });
+
+  it('reads how long a 429 asks to wait from retry-after-ms, or Retry-After in seconds or as a date', () => {
+    const now = Date.parse('2026-01-01T00:00:00Z');
+    expect(retryAfterMs(new Headers({ 'retry-after-ms': '250', 'retry-after': '9' }), now)).toBe(250);
+    expect(retryAfterMs(new Headers({ 'retry-after': '3' }), now)).toBe(3_000);
+    expect(retryAfterMs(new Headers({ 'retry-after': 'Thu, 01 Jan 2026 00:00:05 GMT' }), now)).toBe(5_000);
+    expect(retryAfterMs(new Headers(), now)).toBe(1_000);
+    expect(retryAfterMs(undefined, now)).toBe(1_000);
   });
 });
