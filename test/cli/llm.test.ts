@@ -12,6 +12,7 @@ import { type Fault, type ModelServer, type ModelServerOptions, startModelServer
 import { retryAfterMs } from '../../examples/llm/task.js';
 import { openStore } from '../../src/store/open.js';
 import { runCli, startCli } from '../helpers/cli.js';
+import { describePostgres, pgQuery } from '../helpers/postgres.js';
 import { tempDir } from '../helpers/temp.js';
 
 const CORPUS = { docs: 30, seed: 5 };
@@ -90,49 +91,53 @@ async function reference(): Promise<{ answer: Answer; hashes: string[]; nodes: A
   return { answer, hashes, nodes };
 }
 
+/** Kills a run as the server receives half the uninterrupted run's calls, resumes it, and checks what was paid twice. */
+async function killHalfwayAndResume(url: string): Promise<void> {
+  const ref = await reference();
+  expect(ref.answer.answer).toBe(NEEDLE);
+  expect(ref.answer.calls).toBe(ref.hashes.length);
+  // An uninterrupted run asks each prompt once.
+  expect(countByHash(ref.hashes).size).toBe(ref.hashes.length);
+  expect(ref.hashes.length).toBeGreaterThanOrEqual(8);
+
+  const model = await server();
+  const first = startCli(args('crash', url), env(model));
+  const half = Math.ceil(ref.hashes.length / 2);
+  // Killed as the half-way call arrives, so that call at least is in flight.
+  model.events.on('call', (call) => {
+    if (call.n === half) first.child.kill('SIGKILL');
+  });
+  const killed = await first.done;
+  expect(killed.signal, killed.stderr).toBe('SIGKILL');
+  // Everything the killed process sent is read once its sockets are closed.
+  await expect.poll(() => model.openConnections(), { timeout: 10_000, interval: 10 }).toBe(0);
+  const before = model.calls().map((call) => call.hash);
+  expect(countByHash(before).size).toBe(before.length);
+  const journaled = new Set((await journal(url, 'crash')).flatMap((node) => node.hashes));
+  const inFlight = new Set(before.filter((hash) => !journaled.has(hash)));
+  expect(inFlight.size).toBeGreaterThanOrEqual(1);
+  expect(inFlight.size).toBeLessThanOrEqual(CONCURRENCY);
+
+  const resumed = await runCli(args('crash', url, false), env(model));
+  expect(resumed.code, resumed.stderr).toBe(0);
+  expect(JSON.parse(resumed.stdout)).toEqual(ref.answer);
+  const counts = countByHash(model.calls().map((call) => call.hash));
+  const repeated = [...counts].filter(([, n]) => n > 1).map(([hash]) => hash);
+  for (const hash of repeated) {
+    expect(inFlight.has(hash), `call ${hash} was repeated though it was journaled before the kill`).toBe(true);
+    expect(counts.get(hash)).toBe(2);
+  }
+  expect(new Set(counts.keys())).toEqual(new Set(ref.hashes));
+  expect(model.calls()).toHaveLength(ref.hashes.length + repeated.length);
+  // One usage record per call of the answer, however many times its step ran.
+  const records = (await runCli(['results', 'crash', '--store', url])).stdout.trim().split('\n');
+  expect(records).toHaveLength(ref.answer.calls);
+  expect(new Set(records.map((line) => (JSON.parse(line) as { promptHash: string }).promptHash))).toEqual(new Set(ref.hashes));
+}
+
 describe('a recursive LLM pipeline on rlm', () => {
   it('resumed after kill -9 halfway, repeats only the calls in flight at the kill and gives the same answer', async () => {
-    const ref = await reference();
-    expect(ref.answer.answer).toBe(NEEDLE);
-    expect(ref.answer.calls).toBe(ref.hashes.length);
-    // An uninterrupted run asks each prompt once.
-    expect(countByHash(ref.hashes).size).toBe(ref.hashes.length);
-    expect(ref.hashes.length).toBeGreaterThanOrEqual(8);
-
-    const model = await server();
-    const temp = store();
-    const first = startCli(args('crash', temp.url), env(model));
-    const half = Math.ceil(ref.hashes.length / 2);
-    // Killed as the half-way call arrives, so that call at least is in flight.
-    model.events.on('call', (call) => {
-      if (call.n === half) first.child.kill('SIGKILL');
-    });
-    const killed = await first.done;
-    expect(killed.signal, killed.stderr).toBe('SIGKILL');
-    // Everything the killed process sent is read once its sockets are closed.
-    await expect.poll(() => model.openConnections(), { timeout: 10_000, interval: 10 }).toBe(0);
-    const before = model.calls().map((call) => call.hash);
-    expect(countByHash(before).size).toBe(before.length);
-    const journaled = new Set((await journal(temp.url, 'crash')).flatMap((node) => node.hashes));
-    const inFlight = new Set(before.filter((hash) => !journaled.has(hash)));
-    expect(inFlight.size).toBeGreaterThanOrEqual(1);
-    expect(inFlight.size).toBeLessThanOrEqual(CONCURRENCY);
-
-    const resumed = await runCli(args('crash', temp.url, false), env(model));
-    expect(resumed.code, resumed.stderr).toBe(0);
-    expect(JSON.parse(resumed.stdout)).toEqual(ref.answer);
-    const counts = countByHash(model.calls().map((call) => call.hash));
-    const repeated = [...counts].filter(([, n]) => n > 1).map(([hash]) => hash);
-    for (const hash of repeated) {
-      expect(inFlight.has(hash), `call ${hash} was repeated though it was journaled before the kill`).toBe(true);
-      expect(counts.get(hash)).toBe(2);
-    }
-    expect(new Set(counts.keys())).toEqual(new Set(ref.hashes));
-    expect(model.calls()).toHaveLength(ref.hashes.length + repeated.length);
-    // One usage record per call of the answer, however many times its step ran.
-    const records = (await runCli(['results', 'crash', '--store', temp.url])).stdout.trim().split('\n');
-    expect(records).toHaveLength(ref.answer.calls);
-    expect(new Set(records.map((line) => (JSON.parse(line) as { promptHash: string }).promptHash))).toEqual(new Set(ref.hashes));
+    await killHalfwayAndResume(store().url);
   });
 
   it('defers calls the provider answers with 429 and Retry-After without charging an attempt; a 5xx is retried, charged', async () => {
@@ -184,6 +189,18 @@ describe('a recursive LLM pipeline on rlm', () => {
     expect(run.code, run.stderr).toBe(0);
     expect(run.stderr).toMatch(/OPENAI_BASE_URL is unset; started the local extractive model at http:\/\/127\.0\.0\.1:\d+\/v1/);
     expect((JSON.parse(run.stdout) as Answer).answer).toBe(NEEDLE);
+  });
+});
+
+describePostgres('a recursive LLM pipeline on rlm, PostgreSQL store', (url) => {
+  it('resumed after kill -9 halfway, repeats only the calls in flight at the kill and gives the same answer', async () => {
+    const schema = `rlm_llm_${process.pid}`;
+    await pgQuery(url, `DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    try {
+      await killHalfwayAndResume(`${url}${url.includes('?') ? '&' : '?'}schema=${schema}`);
+    } finally {
+      await pgQuery(url, `DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    }
   });
 });
 
