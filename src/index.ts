@@ -10,6 +10,8 @@ export {
   NotFoundError,
   NotSerializableError,
   RetryLater,
+  CostBudgetError,
+  NeedsApproval,
   RlmError,
   StaleLeaseError,
   StoreCorruptError,

@@ -78,6 +78,26 @@ export interface TaskContext {
   effect<T>(name: string, fn: (idempotencyKey: string) => Promise<T> | T): Promise<T>;
   /** Records a partial result, committed with this step and streamable while the run goes on. */
   emit(record: unknown): void;
+  /**
+   * Reserves `amount` of the run's cost budget (tokens, dollars, API calls: the user's units) before an expensive
+   * call, atomically across workers. When it would take the run past its budget, the node parks and the run
+   * pauses for a person instead. Journaled like an effect: a step that runs again is not charged again.
+   * ```ts
+   * await ctx.reserve(4_000);                                   // the most this call can cost
+   * const answer = await ctx.effect('ask', () => client.chat.completions.create(request));
+   * await ctx.spend(answer.usage.total_tokens);                 // what it really cost
+   * ```
+   */
+  reserve(amount: number): Promise<void>;
+  /**
+   * Settles what the step really spent since its last `spend`: its reservations since then are replaced by
+   * `amount` (more or less). A step that reserves and never spends is charged what it reserved.
+   */
+  spend(amount: number): Promise<void>;
+  /** A person approved this node after it parked (`rlm approve`): its handler's gate, or an alarm, is lifted. */
+  readonly approved: boolean;
+  /** Parks the node for a person with `reason` (throws NeedsApproval); see `approved`. */
+  park(reason: string): never;
 }
 
 /** A group's limits, across every worker of a run. */

@@ -52,18 +52,25 @@ export async function purgeCommand(flags: GlobalFlags & { olderThan?: string; js
   });
 }
 
-/** `rlm budget ID N`: sets a run's node budget (raising it lets approved parked nodes run on). */
-export async function budgetCommand(runId: string, budgetText: string, flags: GlobalFlags): Promise<ExitCode> {
-  const budget = Number(budgetText);
-  if (!Number.isInteger(budget) || budget < 1) throw new UsageError(`Expected the budget to be an integer >= 1, got \`${budgetText}\`.`);
+/** `rlm budget ID [N] [--cost C]`: sets a run's node budget and/or cost budget (raising one lets approved parked nodes run on). */
+export async function budgetCommand(runId: string, budgetText: string | undefined, flags: GlobalFlags & { cost?: number }): Promise<ExitCode> {
+  if (budgetText === undefined && flags.cost === undefined) throw new UsageError('Give the node budget (`rlm budget ID N`), the cost budget (`--cost C`), or both.');
+  const budget = budgetText === undefined ? undefined : Number(budgetText);
+  if (budget !== undefined && (!Number.isInteger(budget) || budget < 1)) throw new UsageError(`Expected the budget to be an integer >= 1, got \`${budgetText}\`.`);
   return withStore(flags, async (store) => {
     const run = await requireRun(store, runId);
-    const count = await store.setNodeBudget(runId, budget);
     const parked = run.counts.parked;
-    let next = '';
-    if (parked > 0) next += ` ${parked} parked node(s) wait: \`rlm approve ${runId} --all\` lets them run.`;
-    if (budget <= count) next += ` The run has ${count} node(s) already: every new child is parked until the budget is above that.`;
-    print(`Run ${runId}: node budget ${budget} (${count} node(s) created so far).${next}`);
+    const next = parked > 0 ? ` ${parked} parked node(s) wait: \`rlm approve ${runId} --all\` lets them run.` : '';
+    if (budget !== undefined) {
+      const count = await store.setNodeBudget(runId, budget);
+      const full = budget <= count ? ` The run has ${count} node(s) already: every new child is parked until the budget is above that.` : '';
+      print(`Run ${runId}: node budget ${budget} (${count} node(s) created so far).${flags.cost === undefined ? next : ''}${full}`);
+    }
+    if (flags.cost !== undefined) {
+      await store.setCostBudget(runId, flags.cost);
+      const full = flags.cost <= run.costSpent ? ` Its steps were charged ${run.costSpent} already: every reservation is refused until the budget is above that.` : '';
+      print(`Run ${runId}: cost budget ${flags.cost} (${run.costSpent} charged so far).${next}${full}`);
+    }
     return EXIT.ok;
   });
 }

@@ -12,6 +12,14 @@ import { compactCommand, doctorCommand, snapshotCommand } from './snapshot.js';
 import { statusCommand } from './status.js';
 import { workersCommand } from './workers.js';
 
+function amount(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`Expected ${name} to be a number >= 0, got \`${value}\`.`);
+    return n;
+  };
+}
+
 function int(name: string, min = 0) {
   return (value: string): number => {
     const n = Number(value);
@@ -59,6 +67,7 @@ export async function main(argv: string[]): Promise<ExitCode> {
       .option('--run <id>', 'run id: resumes the run if it exists, else names the new one')
       .option('--workers <n>', 'supervise N worker processes, restarting any that die', int('--workers', 0))
       .option('--budget <n>', 'most nodes the run may create; past it the run pauses (on a resumed run: sets its budget)', int('--budget', 1))
+      .option('--budget-cost <n>', 'most cost (your units) the steps may reserve with ctx.reserve; past it the run pauses (on a resumed run: sets it)', amount('--budget-cost'))
       .option('--restart', 'with --run ID: throw the run\'s nodes away and start it again from its root input')
       .option('--force', 'with --restart: even while live workers hold leases on the run'),
   ).action((module: string, flags) => set(runCommand(module, flags)));
@@ -149,10 +158,11 @@ export async function main(argv: string[]): Promise<ExitCode> {
     .action((flags) => set(purgeCommand(flags)));
 
   program
-    .command('budget <id> <n>')
-    .description("set a run's node budget; raise it, then `rlm approve ID --all` lets parked nodes run on")
+    .command('budget <id> [n]')
+    .description("set a run's node budget (n) or cost budget (--cost); raise it, then `rlm approve ID --all` lets parked nodes run on")
+    .option('--cost <n>', 'the most cost (your units) its steps may reserve', amount('--cost'))
     .addOption(storeOption())
-    .action((id: string, n: string, flags) => set(budgetCommand(id, n, flags)));
+    .action((id: string, n: string | undefined, flags) => set(budgetCommand(id, n, flags)));
 
   program
     .command('snapshot <id> <file>')

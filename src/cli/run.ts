@@ -22,6 +22,7 @@ export interface RunFlags extends GlobalFlags {
   concurrency?: number;
   workers?: number;
   budget?: number;
+  budgetCost?: number;
   restart?: boolean;
   force?: boolean;
   maxRss?: number;
@@ -162,6 +163,7 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<E
       }
       // --budget on a resumed run sets its node budget; parked nodes wait for `rlm approve` as before.
       if (flags.budget !== undefined && !supervised) await engine.store.setNodeBudget(existing.id, flags.budget);
+      if (flags.budgetCost !== undefined && !supervised) await engine.store.setCostBudget(existing.id, flags.budgetCost);
     } else if (flags.restart) {
       throw new UsageError(`No run ${flags.run} in the store to restart; drop --restart (and pass --input) to start it.`);
     } else if (input === undefined) {
@@ -169,10 +171,10 @@ export async function runCommand(modulePath: string, flags: RunFlags): Promise<E
     }
     if (supervisor) {
       if (existing && !flags.restart) process.stderr.write(await resumeNote(existing, engine.store));
-      const runId = existing?.id ?? (await engine.create(task, input, { runId: flags.run, context: context as never, nodeBudget: flags.budget }));
+      const runId = existing?.id ?? (await engine.create(task, input, { runId: flags.run, context: context as never, nodeBudget: flags.budget, costBudget: flags.budgetCost }));
       return await supervise(modulePath, runId, flags, engine.store, () => signal, () => signalCount, metrics);
     }
-    handle = existing ? await engine.resume(task, existing.id) : await engine.start(task, input, { runId: flags.run, context: context as never, nodeBudget: flags.budget });
+    handle = existing ? await engine.resume(task, existing.id) : await engine.start(task, input, { runId: flags.run, context: context as never, nodeBudget: flags.budget, costBudget: flags.budgetCost });
     // The run's check goes on beside the run: a store found damaged ends it with that error, after this note.
     if (existing && !supervised && !flags.restart) process.stderr.write(await resumeNote(existing, engine.store));
     if (!supervised && !existing) process.stderr.write(`run ${handle.runId} started (resume it with --run ${handle.runId})\n`);

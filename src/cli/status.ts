@@ -14,6 +14,11 @@ export interface StatusFlags extends GlobalFlags {
 }
 
 /** The stable `--json` shape of one run (documented in README). */
+/** A cost amount as a person reads it: whole numbers grouped, fractions to 4 places. */
+function formatAmount(n: number): string {
+  return Number.isInteger(n) ? formatCount(n) : String(Math.round(n * 1e4) / 1e4);
+}
+
 export function runJson(run: RunRecord, extra: Record<string, unknown> = {}) {
   const elapsed = ((run.finishedAt ?? Date.now()) - run.createdAt) / 1000;
   const rate = elapsed > 0 ? Math.round(run.counts.done / elapsed) : 0;
@@ -33,6 +38,8 @@ export function runJson(run: RunRecord, extra: Record<string, unknown> = {}) {
     estimate: progress.estimate,
     percent: progress.percent,
     etaSeconds: progress.etaSeconds,
+    costBudget: run.costBudget,
+    costSpent: run.costSpent,
     lastWorker: run.lastWorker ? { id: run.lastWorker.id, at: new Date(run.lastWorker.at).toISOString() } : null,
     result: run.state === 'completed' ? payloadView(run.result) : null,
     createdAt: new Date(run.createdAt).toISOString(),
@@ -90,6 +97,7 @@ export async function statusCommand(runId: string | undefined, flags: StatusFlag
       const eta = json.etaSeconds === null ? '' : `; ETA ${formatDuration(json.etaSeconds)} at the average rate`;
       print(`  progress: ${json.percent.toFixed(1)}% of an estimated ${formatCount(json.estimate)} nodes${eta}`);
     }
+    if (run.costBudget !== null || run.costSpent !== 0) print(`  cost: ${formatAmount(run.costSpent)} charged${run.costBudget === null ? ' (no budget)' : ` of a budget of ${formatAmount(run.costBudget)}`}`);
     if (wake) print(`  timers: ${wake.nodes} node(s) wait for their time; the next wakes at ${new Date(wake.at).toISOString()} (in ${formatDuration(Math.max(0, (wake.at - Date.now()) / 1000))})`);
     print(`  depth histogram: ${depths.map((d) => `${d.depth}:${d.count}`).join(' ')}`);
     if (run.state === 'completed') print(`  result: ${JSON.stringify(payloadView(run.result))}`);

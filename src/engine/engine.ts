@@ -22,6 +22,11 @@ export interface StartOptions {
   context?: Json;
   /** Most nodes the run may create; past it the rest is parked and the run pauses. */
   nodeBudget?: number;
+  /**
+   * Most cost, in the user's units (tokens, dollars, API calls), the run's steps may reserve (`ctx.reserve`); a
+   * reservation past it parks its node and pauses the run.
+   */
+  costBudget?: number;
 }
 
 export interface ResultsOptions {
@@ -126,6 +131,9 @@ class RlmEngine implements Engine {
     if (options.nodeBudget !== undefined && (!Number.isInteger(options.nodeBudget) || options.nodeBudget < 1)) {
       throw new ConfigError(`Expected \`nodeBudget\` to be an integer >= 1, got \`${String(options.nodeBudget)}\`.`);
     }
+    if (options.costBudget !== undefined && (typeof options.costBudget !== 'number' || !Number.isFinite(options.costBudget) || options.costBudget < 0)) {
+      throw new ConfigError(`Expected \`costBudget\` to be a finite number >= 0, got \`${String(options.costBudget)}\`.`);
+    }
     const encodedInput = runtime.codec.encode(input, 'The run input');
     const rootContext = options.context ?? null;
     let rootKey = 'root';
@@ -143,6 +151,7 @@ class RlmEngine implements Engine {
       rootPriority: priority,
       order: runtime.order,
       nodeBudget: options.nodeBudget ?? null,
+      costBudget: options.costBudget ?? null,
       passDead: runtime.passDead,
       traceparent: traceparentOf(context.active()),
       estimate: runtime.estimateOf(input),

@@ -17,6 +17,8 @@ export type RlmErrorCode =
   | 'CRASHED'
   | 'NON_RETRYABLE'
   | 'RETRY_LATER'
+  | 'COST_BUDGET'
+  | 'NEEDS_APPROVAL'
   | 'HANDLER'
   | 'DEPTH'
   | 'FANOUT'
@@ -141,6 +143,32 @@ export class RetryLater extends RlmError {
     super(options.reason ?? `Retry after ${new Date(at).toISOString()}.`, 'RETRY_LATER');
     this.at = at;
     this.charge = options.charge ?? false;
+  }
+}
+
+/**
+ * A reservation (`ctx.reserve`) would take the run past its cost budget: the node parks and the run pauses for
+ * a person, who raises the budget (`rlm budget ID --cost N`) and approves the parked nodes.
+ */
+export class CostBudgetError extends RlmError {
+  override name = 'CostBudgetError';
+  constructor(amount: number, spent: number, budget: number) {
+    super(
+      `cost budget: reserving ${amount} would take the run past its budget of ${budget} (${spent} charged so far); raise it with \`rlm budget RUN --cost N\`, then \`rlm approve RUN --all\``,
+      'COST_BUDGET',
+    );
+  }
+}
+
+/**
+ * Throw from a handler (or call `ctx.park(reason)`) to park the node for a person: `rlm approve` runs it again
+ * with `ctx.approved` true, `rlm reject` dead-letters it. The run goes on with its other nodes; no attempt is
+ * counted.
+ */
+export class NeedsApproval extends RlmError {
+  override name = 'NeedsApproval';
+  constructor(reason: string) {
+    super(reason, 'NEEDS_APPROVAL');
   }
 }
 

@@ -24,6 +24,7 @@ import { randomUUID } from 'node:crypto';
 import type { Span } from '@opentelemetry/api';
 import type { ChildFailure, ChildSpec, Json, StepResult, TaskContext } from '../task.js';
 import type { CommitOp, CommitResult, ErrorEntry, LeasedNode, NewNode, Payload, RunState, Store, StepOp, StepOutcome } from '../store/store.js';
+import { COST_EFFECT_PREFIX } from '../store/store.js';
 import { failpoints } from '../failpoints.js';
 import type { Logger } from '../observe/logger.js';
 import { silentLogger } from '../observe/logger.js';
@@ -31,7 +32,7 @@ import { ATTR, SPAN } from '../observe/names.js';
 import { contextFromTraceparent, endSpan, startSpan, traceIdOf, tracingEnabled, traceparentOfSpan } from '../observe/tracing.js';
 import { type Codec, decode, encodeOptional } from './codec.js';
 import { GroupGates } from './groups.js';
-import { describeThrown, NonRetryableError, RetryLater, RlmError, StaleLeaseError, StoreCorruptError, StoreIoError } from './errors.js';
+import { CostBudgetError, describeThrown, NeedsApproval, NonRetryableError, RetryLater, RlmError, StaleLeaseError, StoreCorruptError, StoreIoError } from './errors.js';
 import { FlightRecorder, readFlight } from './flight.js';
 import { BoundedMap } from './bounded-map.js';
 import { Frontier } from './frontier.js';
@@ -286,6 +287,7 @@ export class Worker {
       codec: this.#task.codec,
       stopping: () => this.#aborting,
       effect: (node, name, fn) => this.#effect(node, name, fn),
+      charge: (node, name, kind, amount) => this.#charge(node, name, kind, amount),
     };
   }
 
@@ -1194,6 +1196,9 @@ export class Worker {
   #failure(node: WindowNode, attempt: number, thrown: unknown): StepOutcome {
     // The handler's own timer, uncounted: not a failure (a charged one is, at the time it asks for).
     if (thrown instanceof RetryLater && !thrown.charge) return { type: 'release', availableAt: thrown.at };
+    // Held for a person, uncounted: the handler's own gate, or a reservation past the run's cost budget.
+    if (thrown instanceof NeedsApproval) return { type: 'park', reason: `gate: ${thrown.message}`, pauseRun: false };
+    if (thrown instanceof CostBudgetError) return { type: 'park', reason: thrown.message, pauseRun: true };
     const described = describeThrown(thrown);
     const code = (thrown as RlmError)?.code;
     this.#o.metrics?.errors.inc({ code: described.code ?? 'HANDLER' });
@@ -1549,13 +1554,24 @@ export class Worker {
 
   // ---------------------------------------------------------------- effects
 
+  /** A speculative node runs no effect, and is charged no cost, before its key is known to be new. */
+  async #confirmed(node: WindowNode): Promise<void> {
+    if (!node.unconfirmed) return;
+    const { op, created } = node.unconfirmed;
+    while (this.#ops.includes(op)) await this.#commit();
+    if (!(await created.promise)) throw new RlmError(`Node ${node.id} was a duplicate of key ${JSON.stringify(node.key)}; its step is discarded.`, 'STALE_LEASE');
+  }
+
+  async #charge(node: WindowNode, name: string, kind: 'reserve' | 'settle', amount: number): Promise<number> {
+    await this.#confirmed(node);
+    const charged = await this.#store.chargeCost({ runId: node.runId, nodeId: node.id, nodeKey: node.key, name, kind, amount });
+    if (!charged.granted) throw new CostBudgetError(amount, charged.spent, charged.budget ?? 0);
+    return charged.amount;
+  }
+
   async #effect<T>(node: WindowNode, name: string, fn: (idempotencyKey: string) => Promise<T> | T): Promise<T> {
-    if (node.unconfirmed) {
-      // A speculative node runs no effect before its key is known to be new: a duplicate's would run twice.
-      const { op, created } = node.unconfirmed;
-      while (this.#ops.includes(op)) await this.#commit();
-      if (!(await created.promise)) throw new RlmError(`Node ${node.id} was a duplicate of key ${JSON.stringify(node.key)}; its step is discarded.`, 'STALE_LEASE');
-    }
+    // A duplicate's effect would run twice.
+    await this.#confirmed(node);
     const idempotencyKey = `${node.runId}:${node.key}:${name}`;
     const journaled = node.journalEmpty ? undefined : await this.#store.getEffect(node.runId, node.key, name);
     node.journalEmpty = false;
@@ -1633,6 +1649,8 @@ interface StepHost {
   readonly codec: Codec;
   stopping(): boolean;
   effect<T>(node: WindowNode, name: string, fn: (idempotencyKey: string) => Promise<T> | T): Promise<T>;
+  /** Charges the node's run (Store.chargeCost); returns the amount charged, journaled or new. */
+  charge(node: WindowNode, name: string, kind: 'reserve' | 'settle', amount: number): Promise<number>;
 }
 
 /** One attempt at a node: the `ctx` its handler sees, and what it produces. */
@@ -1656,6 +1674,9 @@ class Step implements TaskContext {
   #abortReason: unknown;
   #effects: Set<string> | undefined;
   #log: Logger | undefined;
+  /** Cost charges of this step so far (they name its journal entries), and what it reserved since it last spent. */
+  #charges = 0;
+  #reserved = 0;
 
   constructor(host: StepHost, node: WindowNode, attempt: number, span: Span | undefined) {
     this.#host = host;
@@ -1702,6 +1723,35 @@ class Step implements TaskContext {
     }
     this.#effects.add(name);
     return this.#host.effect(this.#node, name, fn);
+  }
+
+  get approved(): boolean {
+    return this.#node.fanoutApproved;
+  }
+
+  park(reason: string): never {
+    if (typeof reason !== 'string' || reason.trim() === '') throw new RlmError('ctx.park(reason) needs a reason: a non-empty string a person reads in `rlm inspect`.', 'HANDLER');
+    throw new NeedsApproval(reason);
+  }
+
+  async reserve(amount: number): Promise<void> {
+    this.#reserved += await this.#chargeCost('reserve', amount);
+  }
+
+  async spend(amount: number): Promise<void> {
+    const reserved = this.#reserved;
+    this.#reserved = 0;
+    await this.#chargeCost('settle', amount - reserved, amount);
+  }
+
+  async #chargeCost(kind: 'reserve' | 'settle', amount: number, given = amount): Promise<number> {
+    const call = kind === 'reserve' ? 'reserve' : 'spend';
+    if (this.#finished) throw new RlmError(`ctx.${call} was called after the step of node ${this.nodeId} ended.`, 'HANDLER');
+    if (typeof given !== 'number' || !Number.isFinite(given) || given < 0) {
+      throw new NonRetryableError(`ctx.${call}(amount) takes a finite number >= 0 in the run's cost units, got ${String(given)} (${typeof given}).`);
+    }
+    this.#charges++;
+    return this.#host.charge(this.#node, `${COST_EFFECT_PREFIX}${this.#node.phase}:${this.#charges}`, kind, amount);
   }
 
   /** Aborts `signal` (the deadline passed). */

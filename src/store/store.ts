@@ -137,6 +137,7 @@ export interface LeasedNode {
   /** Taken back from a worker that died while holding it: it may have crashed that worker. */
   suspect: boolean;
   /** The step may spawn past `maxChildren` (a person approved the fan-out). */
+  /** A person approved the node's park (a fan-out alarm, or its handler's gate, `ctx.approved`): lifted for good. */
   fanoutApproved: boolean;
   /** Children an earlier attempt persisted in chunks: a re-run skips that many. */
   spawned: number;

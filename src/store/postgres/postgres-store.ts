@@ -1078,7 +1078,7 @@ export class PostgresStore implements Store {
       const now = Date.now();
       const change =
         decision === 'approve'
-          ? `state = 'pending', fanout_ok = CASE WHEN park_reason LIKE 'fan-out%' THEN true ELSE fanout_ok END, park_reason = NULL`
+          ? `state = 'pending', fanout_ok = CASE WHEN park_reason LIKE 'fan-out%' OR park_reason LIKE 'gate:%' THEN true ELSE fanout_ok END, park_reason = NULL`
           : `state = 'dead', errors = COALESCE(errors, '[]'::jsonb) || jsonb_build_array($${3 + held.params.length}::jsonb)`;
       const rejection = JSON.stringify(sealError({ attempt: 0, message: 'Rejected by a person (`rlm reject`).', code: 'REJECTED', stack: null, at: now, worker: 'cli' }));
       // The rejected nodes' ids, for their waiting parents (held's parameter comes second here).

@@ -1192,7 +1192,7 @@ export class SqliteStore implements Store {
       for (const id of this.#heldIds(runId, 'parked', nodeIds)) {
         if (decision === 'approve') {
           n += this.#stmt(
-            "UPDATE rlm_nodes SET state = 'pending', fanout_ok = CASE WHEN park_reason LIKE 'fan-out%' THEN 1 ELSE fanout_ok END, park_reason = NULL, updated_at = ? WHERE id = ? AND run_id = ? AND state = 'parked'",
+            "UPDATE rlm_nodes SET state = 'pending', fanout_ok = CASE WHEN park_reason LIKE 'fan-out%' OR park_reason LIKE 'gate:%' THEN 1 ELSE fanout_ok END, park_reason = NULL, updated_at = ? WHERE id = ? AND run_id = ? AND state = 'parked'",
           ).run(now, id, runId).changes;
         } else {
           const entry = errorJson({ attempt: 0, message: 'Rejected by a person (`rlm reject`).', code: 'REJECTED', stack: null, at: now, worker: 'cli' });
