@@ -8,6 +8,7 @@
  * (`fault`): a 429 with `Retry-After`, or a 5xx, as a provider under load does.
  *
  *   npx tsx examples/llm/server.ts --port 8787 [--latency-ms 50] [--context-tokens 8192] [--log-calls]
+ *                                  [--rate-limit-every 3 [--retry-after-ms 2000]]
  */
 import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -241,9 +242,23 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       'context-tokens': { type: 'string', default: '8192' },
       // One line per call received, `call N HASH`, for a process that watches this one.
       'log-calls': { type: 'boolean', default: false },
+      // The first call of every Nth prompt is answered 429 with Retry-After (`--retry-after-ms`, default 2000).
+      'rate-limit-every': { type: 'string', default: '0' },
+      'retry-after-ms': { type: 'string', default: '2000' },
     },
   });
-  const server = await startModelServer({ port: Number(values.port), latencyMs: Number(values['latency-ms']), contextTokens: Number(values['context-tokens']) });
+  const every = Number(values['rate-limit-every']);
+  const retryAfterMs = Number(values['retry-after-ms']);
+  const prompts = new Map<string, number>();
+  const server = await startModelServer({
+    port: Number(values.port),
+    latencyMs: Number(values['latency-ms']),
+    contextTokens: Number(values['context-tokens']),
+    fault: ({ hash, seen }) => {
+      if (!prompts.has(hash)) prompts.set(hash, prompts.size);
+      return every > 0 && seen === 0 && (prompts.get(hash) ?? 0) % every === 0 ? { status: 429, retryAfterMs } : undefined;
+    },
+  });
   if (values['log-calls']) server.events.on('call', (call) => process.stdout.write(`call ${call.n} ${call.hash}\n`));
   process.stdout.write(`model server listening on ${server.url}\n`);
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void server.close().then(() => process.exit(0)));
