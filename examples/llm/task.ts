@@ -13,7 +13,7 @@
  * The model is `OPENAI_BASE_URL` / `OPENAI_API_KEY` / `OPENAI_MODEL`. Without `OPENAI_BASE_URL`, the module starts
  * the local extractive model of server.ts inside the process, so this runs anywhere:
  *
- *   npx rlm run examples/llm/task.ts --run towns --input '{"question":"Who rebuilt the bridge at Brenford?","corpus":{"docs":60,"seed":1}}'
+ *   npx rlm run examples/llm/task.ts --run towns --input '{"question":"Who rebuilt the bridge at Brarmere?","corpus":{"docs":60,"seed":1}}'
  */
 import { defineTask, NonRetryableError, RetryLater, type TaskContext } from 'rlm';
 import OpenAI from 'openai';
