@@ -15,7 +15,8 @@ const CHILDREN = 6;
 async function killWhileWaiting(storeUrl: string): Promise<void> {
   const runId = 'timers';
   const args = ['run', 'test/fixtures/timers.ts', '--run', runId, '--store', storeUrl];
-  const first = startCli([...args, '--input', JSON.stringify({ children: CHILDREN, delayMs: 1_500 })]);
+  // Long enough that the two status commands below (a second or more each on a loaded machine) see the timers.
+  const first = startCli([...args, '--input', JSON.stringify({ children: CHILDREN, delayMs: 5_000 })]);
   const store: Store = await openStore(storeUrl);
   try {
     // Until every child is stored and waiting on its not-before time: then the process holds nothing but timers.
