@@ -8,7 +8,8 @@
  * Every model call goes through `ask(ctx, …)`: one `ctx.effect` per call, named by a hash of its prompt, so a run
  * resumed after kill -9 never pays for a call it already made; a 429 becomes `RetryLater` (the node sleeps in the
  * store until Retry-After, uncharged), a 5xx an ordinary retry with backoff, another 4xx the dead-letter queue.
- * Each call emits `{ node, kind, promptHash, promptTokens, completionTokens }` (`rlm results ID`).
+ * Each call is charged to the run's cost budget in tokens (`rlm run … --budget-cost 50000`) and emits
+ * `{ node, kind, promptHash, promptTokens, completionTokens }` (`rlm results ID`).
  *
  * The model is `OPENAI_BASE_URL` / `OPENAI_API_KEY` / `OPENAI_MODEL`. Without `OPENAI_BASE_URL`, the module starts
  * the local extractive model of server.ts inside the process, so this runs anywhere:
@@ -23,6 +24,7 @@ import {
   answerPrompt,
   type Budget,
   countNodes,
+  countTokens,
   fits,
   loadCorpus,
   type Message,
@@ -30,6 +32,7 @@ import {
   minimumContextTokens,
   NONE,
   promptHash,
+  promptTokens,
   type Reply,
   splitRange,
 } from './pipeline.js';
@@ -107,7 +110,9 @@ async function complete(messages: Message[], maxTokens: number, signal: AbortSig
   try {
     const response = await openai.chat.completions.create({ model, messages, max_tokens: maxTokens, temperature: 0 }, { signal });
     const text = response.choices[0]?.message.content ?? '';
-    return { text, promptTokens: response.usage?.prompt_tokens ?? 0, completionTokens: response.usage?.completion_tokens ?? 0, model: response.model };
+    // A provider that reports no usage is charged the local count.
+    const usage = response.usage;
+    return { text, promptTokens: usage?.prompt_tokens ?? promptTokens(messages), completionTokens: usage?.completion_tokens ?? countTokens(text), model: response.model };
   } catch (error) {
     if (error instanceof OpenAI.APIError && typeof error.status === 'number') {
       // The provider's pace, not the node's failure: the node sleeps in the store, no attempt charged.
@@ -125,8 +130,9 @@ const askedInStep = new WeakMap<TaskContext, Map<string, Promise<Completion>>>()
 /**
  * Every model call of the pipeline: journaled under a hash of its prompt, so a re-run step (after a crash, a
  * retry, a deferral) gets the same answer without calling the model again, and counted in one record per call.
- * A cost budget's reservation (before the call: the prompt's tokens plus `answerTokens`) and its spend (after:
- * the usage), and a rate-limit group for the provider, belong here.
+ * Charged to the run's cost budget in tokens (`--budget-cost`): the most the call can cost (its prompt and
+ * `answerTokens`) is reserved before it is made — past the budget the node parks and the run pauses — and what
+ * the provider reports it cost is spent after.
  */
 export async function ask(ctx: TaskContext, kind: 'answer' | 'merge', messages: Message[], budget: Budget): Promise<Completion> {
   const hash = promptHash(messages);
@@ -135,9 +141,11 @@ export async function ask(ctx: TaskContext, kind: 'answer' | 'merge', messages: 
   if (!asked) askedInStep.set(ctx, (asked = new Map()));
   const earlier = asked.get(hash);
   if (earlier) return earlier;
+  await ctx.reserve(promptTokens(messages) + budget.answerTokens);
   const pending = ctx.effect(`chat:${hash}`, () => complete(messages, budget.answerTokens, ctx.signal));
   asked.set(hash, pending);
   const completion = await pending;
+  await ctx.spend(completion.promptTokens + completion.completionTokens);
   ctx.emit({ node: ctx.key, kind, promptHash: hash, promptTokens: completion.promptTokens, completionTokens: completion.completionTokens });
   return completion;
 }
@@ -164,8 +172,8 @@ export default defineTask<LlmInput, Answer>({
     if (to <= from) return { result: { answer: NONE, calls: 0, promptTokens: 0, completionTokens: 0 } };
     const prompt = answerPrompt(input.question, corpus.passages.slice(from, to));
     if (fits(prompt, budget)) {
-      const { text, promptTokens, completionTokens } = await ask(ctx, 'answer', prompt, budget);
-      return { result: { answer: text.trim(), calls: 1, promptTokens, completionTokens } };
+      const reply = await ask(ctx, 'answer', prompt, budget);
+      return { result: { answer: reply.text.trim(), calls: 1, promptTokens: reply.promptTokens, completionTokens: reply.completionTokens } };
     }
     // Cannot happen past the check above (a passage is cut to fit any window it allows); were it to, a split
     // would give this very slice back as its only child, for ever.

@@ -76,6 +76,15 @@ async function journal(url: string, runId: string) {
   }
 }
 
+async function costSpent(url: string, runId: string): Promise<number | undefined> {
+  const opened = await openStore(url);
+  try {
+    return (await opened.getRun(runId))?.costSpent;
+  } finally {
+    await opened.close();
+  }
+}
+
 /** An uninterrupted run: its answer, the hashes of the calls the server saw, and its nodes. */
 async function reference(): Promise<{ answer: Answer; hashes: string[]; nodes: Awaited<ReturnType<typeof journal>> }> {
   const model = await server();
@@ -133,6 +142,8 @@ async function killHalfwayAndResume(url: string): Promise<void> {
   const records = (await runCli(['results', 'crash', '--store', url])).stdout.trim().split('\n');
   expect(records).toHaveLength(ref.answer.calls);
   expect(new Set(records.map((line) => (JSON.parse(line) as { promptHash: string }).promptHash))).toEqual(new Set(ref.hashes));
+  // The run's spend counts each call once, as journaled; the provider billed the calls in flight twice.
+  expect(await costSpent(url, 'crash')).toBe(ref.answer.promptTokens + ref.answer.completionTokens);
 }
 
 describe('a recursive LLM pipeline on rlm', () => {
@@ -179,6 +190,42 @@ describe('a recursive LLM pipeline on rlm', () => {
       });
     }
     expect(deferred).toBeGreaterThanOrEqual(1);
+    // A deferred or retried step gets its journaled reservation back: each call is charged once.
+    expect(await costSpent(temp.url, 'throttled')).toBe(ref.answer.promptTokens + ref.answer.completionTokens);
+  });
+
+  it('stops at its token budget, every call reserved before it is made, and ends with the same answer once raised', async () => {
+    const ref = await reference();
+    const tokens = ref.answer.promptTokens + ref.answer.completionTokens;
+    const model = await server();
+    const temp = store();
+    const budget = Math.floor(tokens / 2);
+    const paused = await runCli([...args('budget', temp.url), '--budget-cost', String(budget)], env(model));
+    expect(paused.code, paused.stderr).toBe(4);
+    const opened = await openStore(temp.url);
+    try {
+      const run = await opened.getRun('budget');
+      expect(run).toMatchObject({ state: 'paused', costBudget: budget });
+      // Reservations never pass the budget, and the calls made so far were paid for within it.
+      expect(run!.costSpent).toBeLessThanOrEqual(budget);
+      const made = model.calls();
+      expect(made.length).toBeGreaterThan(0);
+      expect(made.length).toBeLessThan(ref.hashes.length);
+      expect(made.reduce((sum, call) => sum + call.promptTokens + call.completionTokens, 0)).toBeLessThanOrEqual(budget);
+      expect((await opened.listNodes('budget', { state: 'parked' })).length).toBeGreaterThan(0);
+
+      expect((await runCli(['budget', 'budget', '--cost', String(2 * tokens), '--store', temp.url])).code).toBe(0);
+      expect((await runCli(['approve', 'budget', '--all', '--store', temp.url])).code).toBe(0);
+      const resumed = await runCli(args('budget', temp.url, false), env(model));
+      expect(resumed.code, resumed.stderr).toBe(0);
+      expect(JSON.parse(resumed.stdout)).toEqual(ref.answer);
+      // Each call charged once, as the provider reported it, across the pause; and no call was made twice.
+      expect((await opened.getRun('budget'))?.costSpent).toBe(tokens);
+      expect(countByHash(model.calls().map((call) => call.hash)).size).toBe(ref.hashes.length);
+      expect(model.calls()).toHaveLength(ref.hashes.length);
+    } finally {
+      await opened.close();
+    }
   });
 
   it('starts its own local model when OPENAI_BASE_URL is unset, and reads the documents from a directory', async () => {
