@@ -98,6 +98,12 @@ export interface TaskContext {
   readonly approved: boolean;
   /** Parks the node for a person with `reason` (throws NeedsApproval); see `approved`. */
   park(reason: string): never;
+  /**
+   * The payload of the run's signal `name` (`rlm signal RUN NAME JSON`, `engine.signal`). When it has not come
+   * yet, the node parks, holding no worker, and runs again from the start once it comes; a signal sent before the
+   * wait is kept. Call it before work that must not be done twice (or put that work in an effect).
+   */
+  waitFor<T = Json>(name: string): Promise<T>;
 }
 
 /** A group's limits, across every worker of a run. */

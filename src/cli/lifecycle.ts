@@ -1,5 +1,5 @@
 import { UsageError } from '../engine/errors.js';
-import { EXIT, type ExitCode, type GlobalFlags, print, requireRun, withStore } from './common.js';
+import { EXIT, type ExitCode, type GlobalFlags, parseJson, print, requireRun, withStore } from './common.js';
 
 /** `rlm cancel ID`: the whole run ends as `cancelled`; its workers start no new step of it and hand its nodes back. */
 export async function cancelRunCommand(runId: string, flags: GlobalFlags): Promise<ExitCode> {
@@ -48,6 +48,19 @@ export async function purgeCommand(flags: GlobalFlags & { olderThan?: string; js
     const purged = await store.purgeRuns(Date.now() - age);
     if (flags.json) print(JSON.stringify(purged));
     else print(purged.length === 0 ? `No finished run is older than ${flags.olderThan}.` : `${purged.length} finished run(s) deleted: ${purged.join(', ')}.`);
+    return EXIT.ok;
+  });
+}
+
+/** `rlm signal ID NAME [JSON]`: delivers a run's named signal; nodes waiting for it (ctx.waitFor) run again. */
+export async function signalCommand(runId: string, name: string, payloadText: string | undefined, flags: GlobalFlags): Promise<ExitCode> {
+  const payload = payloadText === undefined ? null : parseJson(payloadText, 'the signal payload');
+  return withStore(flags, async (store) => {
+    const run = await requireRun(store, runId);
+    const { sent, woke } = await store.sendSignal(runId, name, JSON.stringify(payload));
+    const waiting = woke > 0 ? ` ${woke} waiting node(s) go back to the frontier.` : ' No node waits for it yet: a step that waits for it will get it at once.';
+    const resume = woke > 0 && run.state !== 'running' ? ` Resume the run (\`rlm run <module> --run ${runId}\`) if no worker is on it.` : '';
+    print(`Run ${runId}: signal ${name} ${sent ? 'delivered' : 'was delivered before, with this payload'}.${waiting}${resume}`);
     return EXIT.ok;
   });
 }

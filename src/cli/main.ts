@@ -5,7 +5,7 @@ import { redactUrl } from '../store/open.js';
 import { EXIT, type ExitCode } from './common.js';
 import { cancelCommand, dlqCommand, gateCommand } from './dlq.js';
 import { inspectCommand } from './inspect.js';
-import { budgetCommand, cancelRunCommand, purgeCommand, rmCommand } from './lifecycle.js';
+import { budgetCommand, cancelRunCommand, purgeCommand, rmCommand, signalCommand } from './lifecycle.js';
 import { resultsCommand } from './results.js';
 import { runCommand, workerCommand } from './run.js';
 import { compactCommand, doctorCommand, snapshotCommand } from './snapshot.js';
@@ -163,6 +163,12 @@ export async function main(argv: string[]): Promise<ExitCode> {
     .option('--cost <n>', 'the most cost (your units) its steps may reserve', amount('--cost'))
     .addOption(storeOption())
     .action((id: string, n: string | undefined, flags) => set(budgetCommand(id, n, flags)));
+
+  program
+    .command('signal <id> <name> [json]')
+    .description('deliver a named signal (a JSON payload, default null) to a run: nodes waiting for it with ctx.waitFor run again')
+    .addOption(storeOption())
+    .action((id: string, name: string, json: string | undefined, flags) => set(signalCommand(id, name, json, flags)));
 
   program
     .command('snapshot <id> <file>')

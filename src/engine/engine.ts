@@ -3,7 +3,7 @@ import type { Json, Task } from '../task.js';
 import type { EmitRecord, NodeState, RunRecord, RunState, Store } from '../store/store.js';
 import { failpoints } from '../failpoints.js';
 import { context, traceparentOf } from '../observe/tracing.js';
-import { decode, encodeOptional } from './codec.js';
+import { codecNamed, decode, encodeOptional } from './codec.js';
 import { ConfigError, NotFoundError, RlmError } from './errors.js';
 import { type EngineOptions, type ResolvedEngineOptions, resolveOptions } from './options.js';
 import { openStore } from '../store/open.js';
@@ -227,6 +227,18 @@ class RlmEngine implements Engine {
     );
     this.#workers.set(worker, done);
     return { done, stop: () => worker.stop('signal'), abort: () => worker.abortNow() };
+  }
+
+  /**
+   * Delivers the run's signal `name` with `payload` (JSON): nodes waiting for it (`ctx.waitFor`) run again, and
+   * a step that waits for it later gets it at once. Once per name: the same payload again only wakes waiters;
+   * another payload is refused (RefusedError). Resolves with how many waiting nodes it woke.
+   */
+  async signal(runId: string, name: string, payload: Json = null): Promise<{ sent: boolean; woke: number }> {
+    this.#assertOpen();
+    await this.getRun(runId);
+    if (typeof name !== 'string' || name === '' || name.length > 1024) throw new ConfigError('A signal name is a non-empty string of at most 1024 characters.');
+    return this.store.sendSignal(runId, name, codecNamed('json').encode(payload, `The payload of signal ${name}`));
   }
 
   async getRun(runId: string): Promise<RunRecord> {

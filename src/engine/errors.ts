@@ -19,6 +19,7 @@ export type RlmErrorCode =
   | 'RETRY_LATER'
   | 'COST_BUDGET'
   | 'NEEDS_APPROVAL'
+  | 'WAITING_FOR_SIGNAL'
   | 'HANDLER'
   | 'DEPTH'
   | 'FANOUT'
@@ -169,6 +170,16 @@ export class NeedsApproval extends RlmError {
   override name = 'NeedsApproval';
   constructor(reason: string) {
     super(reason, 'NEEDS_APPROVAL');
+  }
+}
+
+/** Thrown by `ctx.waitFor(name)` when the signal has not come yet: the node parks until it does. */
+export class WaitingForSignal extends RlmError {
+  override name = 'WaitingForSignal';
+  readonly signalName: string;
+  constructor(name: string) {
+    super(`Waiting for signal \`${name}\`.`, 'WAITING_FOR_SIGNAL');
+    this.signalName = name;
   }
 }
 

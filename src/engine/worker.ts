@@ -24,7 +24,7 @@ import { randomUUID } from 'node:crypto';
 import type { Span } from '@opentelemetry/api';
 import type { ChildFailure, ChildSpec, Json, StepResult, TaskContext } from '../task.js';
 import type { CommitOp, CommitResult, ErrorEntry, LeasedNode, NewNode, Payload, RunState, Store, StepOp, StepOutcome } from '../store/store.js';
-import { COST_EFFECT_PREFIX } from '../store/store.js';
+import { COST_EFFECT_PREFIX, signalWaitReason } from '../store/store.js';
 import { failpoints } from '../failpoints.js';
 import type { Logger } from '../observe/logger.js';
 import { silentLogger } from '../observe/logger.js';
@@ -32,7 +32,7 @@ import { ATTR, SPAN } from '../observe/names.js';
 import { contextFromTraceparent, endSpan, startSpan, traceIdOf, tracingEnabled, traceparentOfSpan } from '../observe/tracing.js';
 import { type Codec, decode, encodeOptional } from './codec.js';
 import { GroupGates } from './groups.js';
-import { CostBudgetError, describeThrown, NeedsApproval, NonRetryableError, RetryLater, RlmError, StaleLeaseError, StoreCorruptError, StoreIoError } from './errors.js';
+import { CostBudgetError, describeThrown, NeedsApproval, WaitingForSignal, NonRetryableError, RetryLater, RlmError, StaleLeaseError, StoreCorruptError, StoreIoError } from './errors.js';
 import { FlightRecorder, readFlight } from './flight.js';
 import { BoundedMap } from './bounded-map.js';
 import { Frontier } from './frontier.js';
@@ -288,6 +288,7 @@ export class Worker {
       stopping: () => this.#aborting,
       effect: (node, name, fn) => this.#effect(node, name, fn),
       charge: (node, name, kind, amount) => this.#charge(node, name, kind, amount),
+      signal: (node, name) => this.#store.getSignal(node.runId, name),
     };
   }
 
@@ -974,6 +975,7 @@ export class Worker {
     let outcome: StepOutcome;
     let attempts = attempt;
     let deadline: NodeJS.Timeout | undefined;
+    let waitingFor: string | null = null;
     try {
       let work = this.#runPhase(node, step);
       if (limits.timeoutMs > 0 && work instanceof Promise) {
@@ -991,6 +993,7 @@ export class Worker {
       outcome = work instanceof Promise ? await work : work;
     } catch (thrown) {
       outcome = this.#failure(node, attempt, thrown);
+      if (thrown instanceof WaitingForSignal) waitingFor = thrown.signalName;
       if ((outcome.type === 'dead' && (thrown as RlmError)?.code === 'INVALID_INPUT' && node.phase === 'run') || outcome.type === 'release') attempts = node.attempts;
       // A late handler may still touch these: the failed outcome gets fresh, empty ones.
       step.children = [];
@@ -1031,7 +1034,8 @@ export class Worker {
         return true;
       }
     }
-    this.#push(op);
+    const pushed = this.#push(op);
+    if (waitingFor !== null) this.#wakeIfSent(node, waitingFor, pushed);
     if (outcome.type === 'done') this.#recordForJoin(node, step.value);
     else if (outcome.type === 'wait') this.#openJoin(node, step.children, step.born.length);
     if (this.#task.keyed && this.#task.waits) this.#rememberKeyed(node, outcome, step);
@@ -1047,6 +1051,23 @@ export class Worker {
       }
     }
     return true;
+  }
+
+  /**
+   * A signal sent between the step's look and its park found nothing parked to wake: once the park commits, the
+   * node goes back to the frontier if the signal is there now.
+   */
+  #wakeIfSent(node: WindowNode, name: string, committed: Promise<CommitResult>): void {
+    committed
+      .then(async (result) => {
+        if (result.rejected.includes(node.id)) return;
+        const payload = await this.#store.getSignal(node.runId, name);
+        // Sending it again delivers nothing new: it wakes what waits for it.
+        if (payload !== undefined) await this.#store.sendSignal(node.runId, name, payload);
+      })
+      .catch((error: unknown) => {
+        if (!this.#fatal) this.#die(error);
+      });
   }
 
   #stepOp(node: WindowNode, outcome: StepOutcome, attempts: number, children: NewNode[], emits: Payload[]): StepOp {
@@ -1199,6 +1220,7 @@ export class Worker {
     // Held for a person, uncounted: the handler's own gate, or a reservation past the run's cost budget.
     if (thrown instanceof NeedsApproval) return { type: 'park', reason: `gate: ${thrown.message}`, pauseRun: false };
     if (thrown instanceof CostBudgetError) return { type: 'park', reason: thrown.message, pauseRun: true };
+    if (thrown instanceof WaitingForSignal) return { type: 'park', reason: signalWaitReason(thrown.signalName), pauseRun: false };
     const described = describeThrown(thrown);
     const code = (thrown as RlmError)?.code;
     this.#o.metrics?.errors.inc({ code: described.code ?? 'HANDLER' });
@@ -1651,6 +1673,8 @@ interface StepHost {
   effect<T>(node: WindowNode, name: string, fn: (idempotencyKey: string) => Promise<T> | T): Promise<T>;
   /** Charges the node's run (Store.chargeCost); returns the amount charged, journaled or new. */
   charge(node: WindowNode, name: string, kind: 'reserve' | 'settle', amount: number): Promise<number>;
+  /** The payload of the node's run's signal, if it came. */
+  signal(node: WindowNode, name: string): Promise<Payload | undefined>;
 }
 
 /** One attempt at a node: the `ctx` its handler sees, and what it produces. */
@@ -1732,6 +1756,13 @@ class Step implements TaskContext {
   park(reason: string): never {
     if (typeof reason !== 'string' || reason.trim() === '') throw new RlmError('ctx.park(reason) needs a reason: a non-empty string a person reads in `rlm inspect`.', 'HANDLER');
     throw new NeedsApproval(reason);
+  }
+
+  async waitFor<T = Json>(name: string): Promise<T> {
+    if (typeof name !== 'string' || name === '' || name.length > 1024) throw new NonRetryableError('ctx.waitFor(name) takes a signal name: a non-empty string of at most 1024 characters.');
+    const payload = await this.#host.signal(this.#node, name);
+    if (payload === undefined) throw new WaitingForSignal(name);
+    return decode(payload) as T;
   }
 
   async reserve(amount: number): Promise<void> {

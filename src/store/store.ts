@@ -21,6 +21,7 @@
  * epoch has moved on is rejected, never applied.
  */
 import type { DoctorReport } from './audit.js';
+import { RefusedError } from '../engine/errors.js';
 
 export type NodeState = 'pending' | 'running' | 'waiting' | 'done' | 'dead' | 'parked';
 export type NodePhase = 'run' | 'combine';
@@ -371,13 +372,27 @@ export interface StoreCapabilities {
 }
 
 /** The one persistence boundary. Every implementation passes test/store/conformance.ts. */
+/** A signal's payload as text (signals are JSON). */
+export function payloadText(payload: Payload): string {
+  return typeof payload === 'string' ? payload : Buffer.from(payload).toString('utf8');
+}
+
+/** A signal sent again with another payload. */
+export function signalRefused(runId: string, name: string): RefusedError {
+  return new RefusedError(`Run ${runId} has a signal \`${name}\` already, with another payload: a signal is delivered once per name. Send it under a new name.`);
+}
+
+/** The park reason of a node waiting for a signal: sending the signal wakes it. */
+export function signalWaitReason(name: string): string {
+  return `signal: waits for \`${name}\` (rlm signal RUN ${name} JSON)`;
+}
+
 /** Journal entries of cost charges are effects whose names start with this. */
 export const COST_EFFECT_PREFIX = 'rlm:cost:';
 
 /** The amount a journaled cost charge holds. */
 export function costOf(value: Payload): number {
-  const text = typeof value === 'string' ? value : Buffer.from(value).toString('utf8');
-  const cost = (JSON.parse(text) as { cost?: unknown }).cost;
+  const cost = (JSON.parse(payloadText(value)) as { cost?: unknown }).cost;
   return typeof cost === 'number' && Number.isFinite(cost) ? cost : 0;
 }
 
@@ -463,6 +478,14 @@ export interface Store {
    * `settle` (what a step really spent, as a correction of its reservations; it may be negative) always goes in.
    */
   chargeCost(charge: CostCharge): Promise<{ granted: boolean; amount: number; spent: number; budget: number | null }>;
+  /**
+   * Delivers a named signal to a run: kept, so a step that waits for it later gets it at once, and every node
+   * parked waiting for it (`signalWaitReason(name)`) goes back to the frontier, its run out of a pause for parked
+   * nodes. Once per name: the same payload again only wakes what waits for it (`sent` false); another is refused.
+   */
+  sendSignal(runId: string, name: string, payload: Payload): Promise<{ sent: boolean; woke: number }>;
+  /** A signal's payload, if it was sent. */
+  getSignal(runId: string, name: string): Promise<Payload | undefined>;
   /** The cost charged to each node of a subtree (by the effects journal), summed; at most one read per node. */
   subtreeCost(nodeId: number): Promise<number>;
 

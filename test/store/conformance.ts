@@ -21,6 +21,7 @@ import type {
   StepOutcome,
   Store,
 } from '../../src/store/store.js';
+import { signalWaitReason } from '../../src/store/store.js';
 
 export type ConformanceStore = Store & { recount?(runId: string): StateCounts | Promise<StateCounts> };
 
@@ -1327,6 +1328,25 @@ export function storeConformance(name: string, open: () => Promise<ConformanceSt
         expect(await store.subtreeCost((children[0] as { id: number }).id)).toBe(grants.filter((g, i) => g.granted && i % 3 === 0).length);
         expect(await store.getRun(run.id)).toMatchObject({ costBudget: 10 });
         expect((await createRun()).costBudget).toBeNull();
+      });
+    });
+
+    describe('signals', () => {
+      it('keeps a signal, wakes the nodes parked for it, lifts a pause for parked nodes, and refuses another payload', async () => {
+        const run = await createRun();
+        const { w, root } = await claimRoot(run);
+        expect(await store.getSignal(run.id, 'go')).toBeUndefined();
+        await commit(w, [step(root, { type: 'park', reason: signalWaitReason('go'), pauseRun: false }, { attempts: 0 })]);
+        expect((await store.getRun(run.id))?.state).toBe('paused');
+        expect(await store.sendSignal(run.id, 'early', '{"n":1}')).toEqual({ sent: true, woke: 0 });
+        expect(await store.getSignal(run.id, 'early')).toBe('{"n":1}');
+        expect(await store.sendSignal(run.id, 'go', '{"by":"ada"}')).toEqual({ sent: true, woke: 1 });
+        expect(await store.getRun(run.id)).toMatchObject({ state: 'running', counts: { parked: 0, pending: 1 } });
+        expect(await store.getNode(root.id)).toMatchObject({ state: 'pending', parkReason: null, attempts: 0 });
+        expect(await store.sendSignal(run.id, 'go', '{"by":"ada"}')).toEqual({ sent: false, woke: 0 });
+        await expect(store.sendSignal(run.id, 'go', '{"by":"bob"}')).rejects.toMatchObject({ code: 'REFUSED' });
+        expect(await store.getSignal(run.id, 'go')).toBe('{"by":"ada"}');
+        await expect(store.sendSignal('no-such-run', 'go', 'null')).rejects.toMatchObject({ code: 'NOT_FOUND' });
       });
     });
 

@@ -34,7 +34,7 @@ import type {
 } from '../store.js';
 import { cycleError, findCycleClosers } from '../cycles.js';
 import { grantGroup } from '../groups.js';
-import { COST_EFFECT_PREFIX, costOf, isPersonPause, WORKER_RETENTION_MS } from '../store.js';
+import { COST_EFFECT_PREFIX, costOf, isPersonPause, payloadText, signalRefused, signalWaitReason, WORKER_RETENTION_MS } from '../store.js';
 import { dropRefused } from '../rows.js';
 import { PgCommit } from './commit.js';
 import {
@@ -277,6 +277,7 @@ export class PostgresStore implements Store {
     await tx.query(`DELETE FROM ${t.emits} WHERE run_id = $1`, [runId]);
     await tx.query(`DELETE FROM ${t.groupLeases} WHERE run_id = $1`, [runId]);
     await tx.query(`DELETE FROM ${t.groupBuckets} WHERE run_id = $1`, [runId]);
+    await tx.query(`DELETE FROM ${t.signals} WHERE run_id = $1`, [runId]);
     const [row] = await tx.query(`WITH gone AS (DELETE FROM ${t.nodes} WHERE run_id = $1 RETURNING 1) SELECT count(*)::integer AS n FROM gone`, [runId]);
     return (row?.n as number) ?? 0;
   }
@@ -441,6 +442,37 @@ export class PostgresStore implements Store {
       ]);
       return { granted: true, amount: charge.amount, spent, budget };
     });
+  }
+
+  async sendSignal(runId: string, name: string, payload: Payload): Promise<{ sent: boolean; woke: number }> {
+    const t = this.#t;
+    return this.#write(async (tx) => {
+      const run = await this.#lockRun(tx, runId);
+      const [before] = await tx.query(`SELECT run_id, payload FROM ${t.signals} WHERE run_id = $1 AND name = $2`, [runId, name]);
+      if (before) {
+        if (payloadOf(before.payload, { table: 'rlm_signals', column: 'payload', row: before }) !== payloadText(payload)) throw signalRefused(runId, name);
+      }
+      const now = Date.now();
+      if (!before) await tx.query(`INSERT INTO ${t.signals} (run_id, name, payload, sent_at) VALUES ($1, $2, $3, $4)`, [runId, name, sealText(payloadText(payload)), now]);
+      const rows = await tx.query(
+        this.#movedSql(`UPDATE ${t.nodes} SET state = 'pending', park_reason = NULL, updated_at = $2 WHERE run_id = $1 AND state = 'parked' AND park_reason = $3`, 'parked', 'pending', '$2'),
+        [runId, now, signalWaitReason(name)],
+      );
+      const woke = rows.reduce((sum, row) => sum + Number(row.n), 0);
+      if (woke > 0) {
+        // Woken nodes run though others still wait: a pause for parked nodes ends, a person's pause stays.
+        if (run.state === 'paused' && !isPersonPause(run.pause_reason as string | null)) {
+          await tx.query(`UPDATE ${t.runs} SET state = 'running', pause_reason = NULL WHERE id = $1`, [runId]);
+        }
+        await this.#notify(tx, [runId]);
+      }
+      return { sent: !before, woke };
+    });
+  }
+
+  async getSignal(runId: string, name: string): Promise<Payload | undefined> {
+    const [row] = await this.#query(`SELECT run_id, payload FROM ${this.#t.signals} WHERE run_id = $1 AND name = $2`, [runId, name]);
+    return row ? (payloadOf(row.payload, { table: 'rlm_signals', column: 'payload', row }) ?? undefined) : undefined;
   }
 
   async subtreeCost(nodeId: number): Promise<number> {

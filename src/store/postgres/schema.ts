@@ -211,6 +211,19 @@ ALTER TABLE rlm_runs ADD COLUMN cost_budget DOUBLE PRECISION CHECK (cost_budget 
 ALTER TABLE rlm_runs ADD COLUMN cost_spent DOUBLE PRECISION NOT NULL DEFAULT 0;
 `,
   },
+  {
+    // External signals: a run's named events, kept until its nodes that wait for them read them.
+    version: 10,
+    sql: `
+CREATE TABLE rlm_signals (
+  run_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  sent_at BIGINT NOT NULL,
+  PRIMARY KEY (run_id, name)
+);
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
@@ -228,6 +241,7 @@ export interface Tables {
   readonly commits: string;
   readonly groupLeases: string;
   readonly groupBuckets: string;
+  readonly signals: string;
   readonly migrations: string;
 }
 
@@ -245,6 +259,7 @@ export function tablesIn(schema: string): Tables {
     commits: `${q}.rlm_commits`,
     groupLeases: `${q}.rlm_group_leases`,
     groupBuckets: `${q}.rlm_group_buckets`,
+    signals: `${q}.rlm_signals`,
     migrations: `${q}.rlm_migrations`,
   };
 }

@@ -211,6 +211,19 @@ ALTER TABLE rlm_runs ADD COLUMN cost_budget REAL CHECK (cost_budget IS NULL OR c
 ALTER TABLE rlm_runs ADD COLUMN cost_spent REAL NOT NULL DEFAULT 0;
 `,
   },
+  {
+    // External signals: a run's named events, kept until its nodes that wait for them read them.
+    version: 10,
+    sql: `
+CREATE TABLE rlm_signals (
+  run_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  sent_at INTEGER NOT NULL,
+  PRIMARY KEY (run_id, name)
+) WITHOUT ROWID;
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

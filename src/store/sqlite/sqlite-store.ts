@@ -17,7 +17,7 @@ import { open, openErrors, seal, sealError, sealOptional } from '../checksum.js'
 import * as shared from '../rows.js';
 import type { DoctorReport } from '../audit.js';
 import { type Columns, dropRefused, emptyCounts, LEASED_COLUMNS, type Row, workerFromRow } from '../rows.js';
-import { COST_EFFECT_PREFIX, costOf, isPersonPause, WORKER_RETENTION_MS } from '../store.js';
+import { COST_EFFECT_PREFIX, costOf, isPersonPause, payloadText, signalRefused, signalWaitReason, WORKER_RETENTION_MS } from '../store.js';
 import type {
   ClaimFilter,
   CommitOp,
@@ -473,6 +473,7 @@ export class SqliteStore implements Store {
     this.#stmt('DELETE FROM rlm_emits WHERE run_id = ?').run(runId);
     this.#stmt('DELETE FROM rlm_group_leases WHERE run_id = ?').run(runId);
     this.#stmt('DELETE FROM rlm_group_buckets WHERE run_id = ?').run(runId);
+    this.#stmt('DELETE FROM rlm_signals WHERE run_id = ?').run(runId);
     return this.#stmt('DELETE FROM rlm_nodes WHERE run_id = ?').run(runId).changes;
   }
 
@@ -644,6 +645,35 @@ export class SqliteStore implements Store {
       );
       return { granted: true, amount: charge.amount, spent, budget: run.cost_budget };
     });
+  }
+
+  async sendSignal(runId: string, name: string, payload: Payload): Promise<{ sent: boolean; woke: number }> {
+    return this.#write(() => {
+      const run = this.#stmt('SELECT state, pause_reason FROM rlm_runs WHERE id = ?').get(runId) as { state: RunState; pause_reason: string | null } | undefined;
+      if (!run) throw new NotFoundError(`No run ${runId} in ${this.description}; \`rlm status\` lists the runs.`);
+      const before = this.#stmt('SELECT run_id, payload FROM rlm_signals WHERE run_id = ? AND name = ?').get(runId, name) as Row | undefined;
+      if (before) {
+        if (open(before.payload, { table: 'rlm_signals', column: 'payload', row: before }) !== payloadText(payload)) throw signalRefused(runId, name);
+      }
+      const now = Date.now();
+      if (!before) this.#stmt('INSERT INTO rlm_signals (run_id, name, payload, sent_at) VALUES (?, ?, ?, ?)').run(runId, name, seal(payloadText(payload)), now);
+      const woke = this.#stmt("UPDATE rlm_nodes SET state = 'pending', park_reason = NULL, updated_at = ? WHERE run_id = ? AND state = 'parked' AND park_reason = ?").run(
+        now,
+        runId,
+        signalWaitReason(name),
+      ).changes;
+      if (woke > 0) {
+        this.#stmt('UPDATE rlm_runs SET n_parked = n_parked - ?, n_pending = n_pending + ?, updated_at = ? WHERE id = ?').run(woke, woke, now, runId);
+        // Woken nodes run though others still wait: a pause for parked nodes ends, a person's pause stays.
+        if (run.state === 'paused' && !isPersonPause(run.pause_reason)) this.#stmt("UPDATE rlm_runs SET state = 'running', pause_reason = NULL WHERE id = ?").run(runId);
+      }
+      return { sent: !before, woke };
+    });
+  }
+
+  async getSignal(runId: string, name: string): Promise<Payload | undefined> {
+    const row = this.#read(() => this.#stmt('SELECT run_id, payload FROM rlm_signals WHERE run_id = ? AND name = ?').get(runId, name) as Row | undefined);
+    return row ? (open(row.payload, { table: 'rlm_signals', column: 'payload', row }) ?? undefined) : undefined;
   }
 
   async subtreeCost(nodeId: number): Promise<number> {

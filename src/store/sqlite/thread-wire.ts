@@ -49,6 +49,8 @@ export const STORE_METHODS = [
   'setCostBudget',
   'chargeCost',
   'subtreeCost',
+  'sendSignal',
+  'getSignal',
   'compact',
   'cancelSubtree',
   'redrive',

@@ -121,6 +121,8 @@ export class SqliteThreadStore implements Store {
   setCostBudget: Store['setCostBudget'] = (...args) => this.#call('setCostBudget', args);
   chargeCost: Store['chargeCost'] = (...args) => this.#call('chargeCost', args);
   subtreeCost: Store['subtreeCost'] = (...args) => this.#call('subtreeCost', args);
+  sendSignal: Store['sendSignal'] = (...args) => this.#call('sendSignal', args);
+  getSignal: Store['getSignal'] = (...args) => this.#call('getSignal', args);
   compact: NonNullable<Store['compact']> = (...args) => this.#call('compact', args);
   cancelSubtree: NonNullable<Store['cancelSubtree']> = (...args) => this.#call('cancelSubtree', args);
   redrive: Store['redrive'] = (...args) => this.#call('redrive', args);
