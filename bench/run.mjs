@@ -14,6 +14,7 @@
  * - dag:      a memoised DAG with sharing (examples/lattice.ts, every interior key shared by two parents) on SQLite
  *             and PostgreSQL, each beside a hand-written floor doing the same keyed writes
  * - llm:      the recursive LLM pipeline on rlm beside a plain recursive script, uninterrupted and killed at half (bench/llm.mjs)
+ * - crawl:    examples/crawl.ts beside Crawlee on a 100,000-page local site, and each killed at half (bench/crawl.mjs; --only crawl or all)
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -21,6 +22,7 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { codecRows, formatCodecTable } from './codec.mjs';
+import { crawlRows } from './crawl.mjs';
 import { formatLlmTable, llmRows } from './llm.mjs';
 import { describeServer } from './lib/pg.mjs';
 import { peerRow, startDurableRedis, withDatabase } from './lib/peers.mjs';
@@ -30,7 +32,7 @@ import { latticeResult } from './lib/lattice.mjs';
 import { computeRatios, formatTable } from './lib/table.mjs';
 import { treeSize } from './lib/tree.mjs';
 
-const SECTIONS = ['memory', 'floor', 'sqlite', 'resume', 'peers', 'postgres', 'codec', 'dag', 'llm'];
+const SECTIONS = ['memory', 'floor', 'sqlite', 'resume', 'peers', 'postgres', 'codec', 'dag', 'llm', 'crawl'];
 const ALIASES = { pg: 'postgres', rlm: 'sqlite', baselines: 'memory,floor', all: SECTIONS.join(',') };
 const HELP = `Usage: node bench/run.mjs [--only SECTIONS] [--quick]
 
@@ -44,7 +46,8 @@ Environment: RLM_BENCH_PG (admin URL, default postgres://postgres@127.0.0.1:5432
 Exit code 1 when an rlm row printed a wrong result; peers and PostgreSQL rows that cannot run only say so.`;
 
 function parseFlags(argv) {
-  const flags = { only: new Set(SECTIONS), quick: false };
+  // crawl runs only when asked for: Crawlee alone takes about 20 minutes on its 100,000 pages.
+  const flags = { only: new Set(SECTIONS.filter((name) => name !== 'crawl')), quick: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--help' || arg === '-h') {
@@ -450,6 +453,10 @@ const llm = [];
 if (has('llm')) {
   heading('recursive LLM pipeline');
   llm.push(...(await llmRows({ quick: flags.quick, onRow: add })));
+}
+if (has('crawl')) {
+  heading('crawl beside Crawlee');
+  await crawlRows({ quick: flags.quick, onRow: add });
 }
 
 env.loadAtEnd = loadavg()[0];

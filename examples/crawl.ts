@@ -148,24 +148,39 @@ export async function readPage(body: ReadableStream<Uint8Array>, base: string, s
   return { title: title.trim().replace(/\s+/g, ' '), links: [...links] };
 }
 
-/** Fetches one page. Throws on what should be retried (5xx, a timeout, a reset connection) or deferred (429). */
+/**
+ * Fetches one page within FETCH_TIMEOUT_MS (headers and body) or until `signal` aborts. Throws on what should be
+ * retried (5xx, a timeout, a reset connection) or deferred (429).
+ */
 export async function fetchPage(url: string, scope: Scope, signal: AbortSignal): Promise<Fetched> {
-  const res = await fetch(url, { signal: AbortSignal.any([signal, AbortSignal.timeout(FETCH_TIMEOUT_MS)]), headers: { accept: 'text/html' } });
-  if (res.status === 429) {
-    await res.body?.cancel();
-    throw new RetryLater(retryAfterMs(res.headers.get('retry-after')), { reason: `429 from ${url}` });
+  // A timer and a controller of its own rather than AbortSignal.any([signal, AbortSignal.timeout(ms)]): on
+  // Node 20 the composite holds its sources weakly, and a collected timeout signal never fires.
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new DOMException(`no answer from ${url} within ${FETCH_TIMEOUT_MS} ms`, 'TimeoutError')), FETCH_TIMEOUT_MS);
+  const stop = () => controller.abort(signal.reason);
+  if (signal.aborted) stop();
+  signal.addEventListener('abort', stop, { once: true });
+  try {
+    const res = await fetch(url, { signal: controller.signal, headers: { accept: 'text/html' } });
+    if (res.status === 429) {
+      await res.body?.cancel();
+      throw new RetryLater(retryAfterMs(res.headers.get('retry-after')), { reason: `429 from ${url}` });
+    }
+    if (res.status >= 500) {
+      await res.body?.cancel();
+      throw new Error(`HTTP ${res.status} from ${url}`);
+    }
+    // A redirect ends on another URL: its relative links resolve against where it landed.
+    const base = res.url || url;
+    if (res.status >= 400 || !res.body || !(res.headers.get('content-type') ?? '').includes('html')) {
+      await res.body?.cancel();
+      return { status: res.status, title: '', links: [] };
+    }
+    return { status: res.status, ...(await readPage(res.body, base, scope, url)) };
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener('abort', stop);
   }
-  if (res.status >= 500) {
-    await res.body?.cancel();
-    throw new Error(`HTTP ${res.status} from ${url}`);
-  }
-  // A redirect ends on another URL: its relative links resolve against where it landed.
-  const base = res.url || url;
-  if (res.status >= 400 || !res.body || !(res.headers.get('content-type') ?? '').includes('html')) {
-    await res.body?.cancel();
-    return { status: res.status, title: '', links: [] };
-  }
-  return { status: res.status, ...(await readPage(res.body, base, scope, url)) };
 }
 
 export default defineTask<CrawlInput>({
