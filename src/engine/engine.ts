@@ -154,7 +154,7 @@ class RlmEngine implements Engine {
       costBudget: options.costBudget ?? null,
       passDead: runtime.passDead,
       traceparent: traceparentOf(context.active()),
-      estimate: runtime.estimateOf(input),
+      estimate: await estimateOf(runtime, input, runtime.version),
     });
     return runId;
   }
@@ -173,7 +173,7 @@ class RlmEngine implements Engine {
     const verified = this.store.verifyRun?.(runId);
     verified?.catch(() => undefined);
     // The estimate follows the code: a task that gained (or fixed) its `estimate` shows it on runs it resumes.
-    const estimate = runtime.task.estimate ? runtime.estimateOf(await runtime.prepare(decode(run.input), run.taskVersion)) : null;
+    const estimate = await estimateOf(runtime, decode(run.input), run.taskVersion);
     if (estimate !== null && estimate !== run.estimate) await this.store.setRunEstimate(runId, estimate);
     if (run.state === 'failed' || run.state === 'completed') await this.store.settleRun(runId);
     // A paused run stays paused (only an explicit resume, `rlm resume` or the dashboard, lifts a pause) and a
@@ -293,3 +293,17 @@ class RlmEngine implements Engine {
   }
 }
 
+/**
+ * The task's estimate of a run's size from its root input, once the input passed the schema (and migrations):
+ * an input the schema refuses has none, and its root step dead-letters with the schema's issues.
+ */
+async function estimateOf(runtime: TaskRuntime, raw: unknown, version: number): Promise<number | null> {
+  if (!runtime.task.estimate) return null;
+  let input: unknown;
+  try {
+    input = await runtime.prepare(raw, version);
+  } catch {
+    return null;
+  }
+  return runtime.estimateOf(input);
+}

@@ -64,6 +64,17 @@ describe('engine on SQLite', () => {
         { fanout: 2, depth: 1 },
       ),
     ).rejects.toMatchObject({ code: 'CONFIG', message: expect.stringContaining('estimate() of tree threw: no size') });
+    // estimate() sees only an input the schema accepted: a bad root input dead-letters with the schema's issues.
+    const checked = defineTask<{ n: number }, number>({
+      name: 'checked',
+      input: z.object({ n: z.number() }),
+      estimate: ({ n }) => n.toFixed(0).length,
+      run: ({ n }) => ({ result: n }),
+    });
+    const bad = await engine.start(checked, { m: 1 } as never);
+    expect((await bad.done).counts.dead).toBe(1);
+    expect((await engine.getRun(bad.runId)).estimate).toBeNull();
+    await (await engine.resume(checked, bad.runId)).done;
   });
 
   it('keeps timers (heartbeats, progress) firing while synchronous handlers run, and memory bounded by a group', async () => {
