@@ -13,8 +13,10 @@
  * - 4xx: recorded with its status, not retried. 429: deferred by its Retry-After (`RetryLater`). 5xx and
  *   timeouts: thrown, so retried with backoff. A body over `MAX_BYTES` is refused as unparseable
  *   (NonRetryableError): the page ends in the dead-letter queue and the crawl goes on.
- * - `maxDepth` (links from the start page) stops following links; `maxPages` is the run's node budget
- *   (`--budget`), which rlm holds exactly, and `estimate` (the progress line's percentage).
+ * - `maxDepth` (links from the start page) stops following links. `maxPages` bounds the pages fetched: a page
+ *   given `maxPages: n` counts itself and splits the other n - 1 among the links it follows (each gets at least
+ *   one), so the run never fetches more than the root's maxPages; a link to a page already in the run brings its
+ *   share nowhere, so a crawl may end below the bound. It is also the run's `estimate`.
  */
 import { Parser } from 'htmlparser2';
 import { defineTask, NonRetryableError, RetryLater } from 'rlm';
@@ -23,6 +25,7 @@ import { z } from 'zod';
 const Input = z.object({
   url: z.string().url(),
   maxDepth: z.number().int().min(0).optional(),
+  /** At most this many pages through this one, itself included (the root's: the whole crawl's bound). */
   maxPages: z.number().int().min(1).optional(),
 });
 export type CrawlInput = z.infer<typeof Input>;
@@ -199,10 +202,15 @@ export default defineTask<CrawlInput>({
     // summary back instead of asking the site again. Only a fetch in flight at the crash is made twice.
     const page = await ctx.effect('fetch', () => fetchPage(url, scope, ctx.signal));
     if (page.unparseable) throw new NonRetryableError(`${url}: ${page.unparseable}`);
-    const follow = scope.maxDepth === null || ctx.depth < scope.maxDepth ? page.links : [];
+    let follow = scope.maxDepth === null || ctx.depth < scope.maxDepth ? page.links : [];
+    const share = input.maxPages === undefined ? undefined : input.maxPages - 1;
+    if (share !== undefined) follow = follow.slice(0, share);
     const record: PageRecord = { url, status: page.status, title: page.title, links: follow.length };
     ctx.emit(record);
     const context = ctx.depth === 0 ? (scope as unknown as Record<string, string | number | null>) : undefined;
-    return { children: follow.map((link) => ({ input: { url: link }, context })) };
+    // The share of this page's bound each followed link gets: as even as it goes, the remainder to the first.
+    const childInput = (link: string, i: number): CrawlInput =>
+      share === undefined ? { url: link } : { url: link, maxPages: Math.floor(share / follow.length) + (i < share % follow.length ? 1 : 0) };
+    return { children: follow.map((link, i) => ({ input: childInput(link, i), context })) };
   },
 });

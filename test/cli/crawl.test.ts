@@ -94,4 +94,30 @@ describe('examples/crawl.ts survives kill -9', () => {
       tmp.cleanup();
     }
   }, 120_000);
+
+  it('fetches at most maxPages pages, and declares them as the estimate', async () => {
+    const tmp = tempDir();
+    const site = await startSite({ pages: PAGES, seed: 7 });
+    const maxPages = 100;
+    try {
+      const run = await runCli(['run', 'examples/crawl.ts', '--run', 'bounded', '--store', tmp.url, '--input', JSON.stringify({ url: site.url, maxPages })]);
+      expect([0, 3], run.stderr).toContain(run.code);
+      const status = await runCli(['status', 'bounded', '--json', '--store', tmp.url]);
+      const { counts, estimate } = JSON.parse(status.stdout) as { counts: { done: number; dead: number }; estimate: number };
+      expect(estimate).toBe(maxPages);
+      const { counts: fetched } = site.stats();
+      const results = await runCli(['results', 'bounded', '--store', tmp.url]);
+      const records = results.stdout.trim().split('\n').map((line) => JSON.parse(line) as PageRecord);
+      expect(new Set(records.map((record) => record.url)).size).toBe(records.length);
+      expect(records.length).toBe(counts.done);
+      // Each node is one page fetched: the bound holds on fetches, and a share lost to a page already in the run
+      // leaves the crawl below it, though not far on this site (the site has 420 reachable paths).
+      expect(fetched.size).toBe(counts.done + counts.dead);
+      expect(fetched.size).toBeLessThanOrEqual(maxPages);
+      expect(fetched.size).toBeGreaterThan(maxPages / 2);
+    } finally {
+      await site.close();
+      tmp.cleanup();
+    }
+  }, 60_000);
 });
