@@ -50,6 +50,8 @@ export interface ModelServer {
   calls(): readonly CallRecord[];
   /** `call` when a request arrives (before it is answered), `answered` once its response is sent. */
   readonly events: EventEmitter<{ call: [CallRecord]; answered: [CallRecord] }>;
+  /** The most calls it was answering at once (received, not yet answered). */
+  maxInFlight(): number;
   /** Client connections open now: 0 once a killed client's sockets are closed and all it sent is read. */
   openConnections(): number;
   close(): Promise<void>;
@@ -119,6 +121,8 @@ export async function startModelServer(options: ModelServerOptions = {}): Promis
   const log: CallRecord[] = [];
   const byHash = new Map<string, number>();
   const events = new EventEmitter<{ call: [CallRecord]; answered: [CallRecord] }>();
+  let inFlight = 0;
+  let maxInFlight = 0;
 
   async function complete(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let body: ChatRequest;
@@ -136,8 +140,11 @@ export async function startModelServer(options: ModelServerOptions = {}): Promis
     byHash.set(hash, seen + 1);
     const record: CallRecord = { n: log.length + 1, hash, status: 0, promptTokens: promptTokens(messages), completionTokens: 0 };
     log.push(record);
+    inFlight++;
+    maxInFlight = Math.max(maxInFlight, inFlight);
     events.emit('call', record);
     const answered = (status: number) => {
+      inFlight--;
       record.status = status;
       events.emit('answered', record);
     };
@@ -225,6 +232,7 @@ export async function startModelServer(options: ModelServerOptions = {}): Promis
     url: `http://127.0.0.1:${port}/v1`,
     calls: () => log,
     events,
+    maxInFlight: () => maxInFlight,
     openConnections: () => sockets.size,
     close: () =>
       new Promise<void>((resolve) => {

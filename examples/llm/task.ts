@@ -16,7 +16,7 @@
  *
  *   npx rlm run examples/llm/task.ts --run towns --input '{"question":"Who rebuilt the bridge at Brarmere?","corpus":{"docs":60,"seed":1}}'
  */
-import { defineTask, NonRetryableError, RetryLater, type TaskContext } from 'rlm';
+import { defineTask, type GroupLimits, NonRetryableError, RetryLater, type TaskContext } from 'rlm';
 import OpenAI from 'openai';
 import { z } from 'zod';
 import {
@@ -66,6 +66,20 @@ const DEFAULTS = { contextTokens: 1024, answerTokens: 128, fanout: 4 };
 function budgetOf(input: LlmInput): Budget {
   return { contextTokens: input.contextTokens ?? DEFAULTS.contextTokens, answerTokens: input.answerTokens ?? DEFAULTS.answerTokens };
 }
+
+/**
+ * The provider's limits, from OPENAI_MAX_IN_FLIGHT (steps at once) and OPENAI_MAX_PER_SECOND (steps started a
+ * second), held across every worker of a run: the whole pipeline is one group. Each step counts, a slice's split
+ * too, since a group gates steps, not calls. Without either variable the steps are not gated.
+ */
+function providerLimits(): GroupLimits | undefined {
+  const concurrency = Number(process.env.OPENAI_MAX_IN_FLIGHT) || undefined;
+  const perSecond = Number(process.env.OPENAI_MAX_PER_SECOND) || undefined;
+  if (concurrency === undefined && perSecond === undefined) return undefined;
+  return { ...(concurrency ? { concurrency } : {}), ...(perSecond ? { perSecond } : {}) };
+}
+
+const limits = providerLimits();
 
 let client: Promise<{ openai: OpenAI; model: string }> | undefined;
 
@@ -153,6 +167,7 @@ export async function ask(ctx: TaskContext, kind: 'answer' | 'merge', messages: 
 export default defineTask<LlmInput, Answer>({
   name: 'llm-qa',
   input: schema,
+  ...(limits ? { group: () => 'model', groups: limits } : {}),
   // The split depends only on the passages and the budget, so the node count is known before any call.
   estimate: (input) => countNodes(loadCorpus(input.corpus).passages, input.question, budgetOf(input), input.fanout ?? DEFAULTS.fanout),
   // A model call can take a while, and a combine may make several in a row.

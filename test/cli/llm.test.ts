@@ -85,8 +85,16 @@ async function costSpent(url: string, runId: string): Promise<number | undefined
   }
 }
 
-/** An uninterrupted run: its answer, the hashes of the calls the server saw, and its nodes. */
-async function reference(): Promise<{ answer: Answer; hashes: string[]; nodes: Awaited<ReturnType<typeof journal>> }> {
+type Reference = { answer: Answer; hashes: string[]; nodes: Awaited<ReturnType<typeof journal>>; maxInFlight: number };
+let referenceRun: Promise<Reference> | undefined;
+
+/** An uninterrupted run (made once for the file): its answer, the hashes of the calls the server saw, its nodes. */
+function reference(): Promise<Reference> {
+  referenceRun ??= uninterrupted();
+  return referenceRun;
+}
+
+async function uninterrupted(): Promise<Reference> {
   const model = await server();
   const temp = store();
   const run = await runCli(args('reference', temp.url), env(model));
@@ -97,7 +105,7 @@ async function reference(): Promise<{ answer: Answer; hashes: string[]; nodes: A
   // The task's estimate is the exact node count: the split is known before any call.
   const status = JSON.parse((await runCli(['status', 'reference', '--json', '--store', temp.url])).stdout) as { estimate: number; nodes: number };
   expect(status.estimate).toBe(nodes.length);
-  return { answer, hashes, nodes };
+  return { answer, hashes, nodes, maxInFlight: model.maxInFlight() };
 }
 
 /** Kills a run as the server receives half the uninterrupted run's calls, resumes it, and checks what was paid twice. */
@@ -226,6 +234,20 @@ describe('a recursive LLM pipeline on rlm', () => {
     } finally {
       await opened.close();
     }
+  });
+
+  it('holds the provider to OPENAI_MAX_IN_FLIGHT calls at once, below --concurrency', async () => {
+    const ref = await reference();
+    // Unlimited, one process runs up to --concurrency calls at once.
+    expect(ref.maxInFlight).toBeGreaterThan(2);
+    const model = await server();
+    const temp = store();
+    const run = await runCli(args('limited', temp.url), { ...env(model), OPENAI_MAX_IN_FLIGHT: '2' });
+    expect(run.code, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout)).toEqual(ref.answer);
+    expect(model.maxInFlight()).toBeGreaterThanOrEqual(1);
+    expect(model.maxInFlight()).toBeLessThanOrEqual(2);
+    expect(model.calls()).toHaveLength(ref.hashes.length);
   });
 
   it('starts its own local model when OPENAI_BASE_URL is unset, and reads the documents from a directory', async () => {
