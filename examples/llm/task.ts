@@ -9,7 +9,8 @@
  * resumed after kill -9 never pays for a call it already made; a 429 becomes `RetryLater` (the node sleeps in the
  * store until Retry-After, uncharged), a 5xx an ordinary retry with backoff, another 4xx the dead-letter queue.
  * Each call is charged to the run's cost budget in tokens (`rlm run … --budget-cost 50000`) and emits
- * `{ node, kind, promptHash, promptTokens, completionTokens }` (`rlm results ID`).
+ * `{ node, kind, promptHash, promptTokens, completionTokens }` (`rlm results ID`); OPENAI_MAX_IN_FLIGHT and
+ * OPENAI_MAX_PER_SECOND hold the provider's limits across every worker of a run.
  *
  * The model is `OPENAI_BASE_URL` / `OPENAI_API_KEY` / `OPENAI_MODEL`. Without `OPENAI_BASE_URL`, the module starts
  * the local extractive model of server.ts inside the process, so this runs anywhere:
