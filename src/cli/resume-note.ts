@@ -19,6 +19,7 @@ export async function resumeNote(run: RunRecord, store: Store, now = Date.now())
     `  ${formatCount(c.done)} done, ${formatCount(c.pending)} pending, ${formatCount(c.running)} running, ${formatCount(c.waiting)} waiting, ` +
       `${formatCount(c.dead)} dead, ${formatCount(c.parked)} parked of ${formatCount(run.nodeCount)} nodes`,
   ];
+  let lastAlive = false;
   if (run.lastWorker) {
     let worker: WorkerRecord | undefined;
     try {
@@ -26,10 +27,15 @@ export async function resumeNote(run: RunRecord, store: Store, now = Date.now())
     } catch {
       // The note is a courtesy: a store that cannot list its workers must not stop the resume.
     }
+    lastAlive = worker !== undefined && workerState(worker, now) === 'alive';
     const state = worker ? `, ${workerState(worker, now)}, last heartbeat ${ago(worker.heartbeatAt)}` : '';
     lines.push(`  last worker: ${run.lastWorker.id} (joined ${ago(run.lastWorker.at)}${state})`);
   }
-  if (c.running > 0) lines.push(`  ${formatCount(c.running)} node(s) were left running by a worker that stopped or crashed: they are taken back and run again.`);
+  if (c.running > 0 && lastAlive) {
+    lines.push(`  ${formatCount(c.running)} node(s) are running, leased by workers still alive: they go on there (a worker that died lets its nodes go when a worker on its host sees it gone, or its lease runs out).`);
+  } else if (c.running > 0) {
+    lines.push(`  ${formatCount(c.running)} node(s) were left running by a worker that stopped or crashed: they are taken back and run again.`);
+  }
   return `${lines.join('\n')}\n`;
 }
 

@@ -71,7 +71,7 @@ function report(run: RunRecord, outcome: { state: string }): void {
     process.stderr.write(`  \`rlm resume ${run.id}\` lifts the pause; then \`rlm run <module> --run ${run.id}\` (or any worker) goes on.\n`);
   } else if (run.state === 'paused') {
     process.stderr.write(
-      `  Decide with \`rlm approve ${run.id} --all\` or \`rlm reject ${run.id} --all\` (raise a node budget first with \`rlm budget ${run.id} N\`), then resume with \`rlm run <module> --run ${run.id}\`.\n`,
+      `  Decide with \`rlm approve ${run.id} --all\` or \`rlm reject ${run.id} --all\` (raise a budget first: \`rlm budget ${run.id} N\` for nodes, \`--cost C\` for cost; a node waiting for a signal wakes with \`rlm signal ${run.id} NAME JSON\`), then resume with \`rlm run <module> --run ${run.id}\`.\n`,
     );
   }
 }
