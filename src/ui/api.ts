@@ -250,6 +250,8 @@ export class DashboardApi {
       percent: progress.percent,
       etaSeconds: progress.etaSeconds,
       pastEstimate: progress.pastEstimate,
+      costBudget: run.costBudget,
+      costSpent: run.costSpent,
       createdAt: iso(run.createdAt),
       updatedAt: iso(run.updatedAt),
       finishedAt: iso(run.finishedAt),

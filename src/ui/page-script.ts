@@ -41,6 +41,8 @@ export const PAGE_SCRIPT = String.raw`
     return e;
   }
   const num = (n) => (n === null || n === undefined ? '–' : nf.format(Math.round(n)));
+  /** A cost in the user's units: dollars keep their cents. */
+  const amount = (n) => (Number.isInteger(n) ? num(n) : String(Math.round(n * 1e4) / 1e4));
   const time = (iso) => (iso ? new Date(iso).toLocaleString() : '–');
   const runPath = (runId) => '/api/runs/' + encodeURIComponent(runId || ui.runId);
   const runHref = (runId) => '#/run/' + encodeURIComponent(runId);
@@ -163,7 +165,7 @@ export const PAGE_SCRIPT = String.raw`
       $('tiles').replaceChildren(...tiles);
       fitNumbers();
     }
-    if (changed('progress', [run.state, run.counts, run.estimate, run.percent, run.etaSeconds, run.frontier, run.frontierTrend, run.rate])) renderProgress(run);
+    if (changed('progress', [run.state, run.counts, run.estimate, run.percent, run.etaSeconds, run.frontier, run.frontierTrend, run.rate, run.costSpent, run.costBudget])) renderProgress(run);
     $('rate-now').textContent = run.rate === null ? '–' : num(run.rate) + '/s';
     $('frontier-now').textContent = num(run.frontier);
     lineChart($('chart-rate'), data.series.map((p) => ({ t: p.t, v: p.rate })), COLORS.running, '/s');
@@ -199,7 +201,8 @@ export const PAGE_SCRIPT = String.raw`
     const box = $('progress');
     const finished = run.counts.done + run.counts.dead;
     const trend = run.frontierTrend ? ' (' + run.frontierTrend + ')' : '';
-    const facts = [num(finished) + ' finished', 'frontier ' + num(run.frontier) + trend, run.counts.dead ? num(run.counts.dead) + ' in the DLQ' : null];
+    const cost = run.costBudget !== null || run.costSpent ? 'cost ' + amount(run.costSpent) + (run.costBudget !== null ? ' of ' + amount(run.costBudget) : '') : null;
+    const facts = [num(finished) + ' finished', 'frontier ' + num(run.frontier) + trend, run.counts.dead ? num(run.counts.dead) + ' in the DLQ' : null, cost];
     const parts = [];
     if (run.percent !== null) {
       parts.push(h('div', { class: 'progress-bar' }, h('i', { style: 'width:' + run.percent + '%' })));

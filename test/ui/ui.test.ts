@@ -78,6 +78,17 @@ const alarm = defineTask<{ level: number }>({
   },
 });
 
+/** Each leaf reserves 2 units of the run's cost budget and spends 1.5. */
+const costly = defineTask<{ leaf?: boolean }>({
+  name: 'costly',
+  async run({ leaf }, ctx) {
+    if (!leaf) return { children: [{ input: { leaf: true } }, { input: { leaf: true } }] };
+    await ctx.reserve(2);
+    await ctx.spend(1.5);
+    return {};
+  },
+});
+
 /** Slow enough to be still running while the browser watches its rate. */
 const slow = defineTask<{ depth: number }>({
   name: 'slow',
@@ -105,6 +116,7 @@ async function setUp(withLiveRun: boolean): Promise<Fixture> {
   expect((await (await engine.start(walk, { name: 'root', depth: 1 }, { runId: 'with-dead' })).done).counts.dead).toBe(1);
   expect((await (await engine.start(alarm, { level: 0 }, { runId: 'alarm' })).done).state).toBe('paused');
   await engine.create(tree, { fanout: 2, depth: 2 }, { runId: 'idle' });
+  expect((await (await engine.start(costly, {}, { runId: 'costly', costBudget: 10 })).done).state).toBe('completed');
   const live = withLiveRun ? await engine.start(slow, { depth: 8 }, { runId: 'live' }) : null;
   const store = new SqliteStore({ path: tmp.db });
   await store.migrate();
@@ -150,7 +162,7 @@ describe('dashboard API', () => {
     const { dashboard } = f as Fixture;
     const get = async <T>(path: string): Promise<T> => (await fetch(`${dashboard.url}${path}`)).json() as Promise<T>;
     const overview = await get<{ runs: { id: string }[] }>('api/runs');
-    expect(overview.runs.map((r) => r.id).sort()).toEqual(['alarm', 'idle', 'tree-done', 'with-dead']);
+    expect(overview.runs.map((r) => r.id).sort()).toEqual(['alarm', 'costly', 'idle', 'tree-done', 'with-dead']);
     const run = await get<{ run: { rootId: number; counts: Record<string, number> }; depthHistogram: unknown }>('api/runs/tree-done');
     expect(run.run.counts.done).toBe(40);
     expect(run.depthHistogram).toEqual([
@@ -317,6 +329,11 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     await expect.poll(() => page.getByTestId('count-done').locator('.n').textContent(), PATIENCE).toBe('40');
     expect(await text('run-state')).toBe('completed');
     expect(await page.getByTestId('depths').locator('rect').count()).toBe(4);
+
+    // A run with a cost budget says what its steps were charged against it.
+    await row('costly').click();
+    await expect.poll(() => text('run-title'), PATIENCE).toBe('costly');
+    await expect.poll(() => text('progress'), PATIENCE).toContain('cost 3 of 10');
 
     await row('live').click();
     await expect.poll(() => text('run-title'), PATIENCE).toBe('live');
