@@ -4,12 +4,11 @@
  * exactly 100 units charged, never more; raising the budget and approving completes it with exactly 200, and the
  * leaf that parked itself runs once a person approves it.
  */
-import { describe, expect, it } from 'vitest';
+import { expect } from 'vitest';
 import { openStore } from '../../src/store/open.js';
 import type { Store } from '../../src/store/store.js';
 import { runCli, startCli } from '../helpers/cli.js';
-import { describePostgres, pgQuery } from '../helpers/postgres.js';
-import { tempDir } from '../helpers/temp.js';
+import { onBothStores } from '../helpers/both-stores.js';
 
 const LEAVES = 200;
 
@@ -63,25 +62,4 @@ async function budgetRun(storeUrl: string): Promise<void> {
   }
 }
 
-describe('cost budgets and handler gates on SQLite', () => {
-  it('pauses 4 processes at exactly the budget across a kill -9, and completes once raised and approved', async () => {
-    const tmp = tempDir();
-    try {
-      await budgetRun(tmp.url);
-    } finally {
-      tmp.cleanup();
-    }
-  });
-});
-
-describePostgres('cost budgets and handler gates on PostgreSQL', (url) => {
-  it('pauses 4 processes at exactly the budget across a kill -9, and completes once raised and approved', async () => {
-    const schema = `rlm_budgets_${process.pid}`;
-    await pgQuery(url, `DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    try {
-      await budgetRun(`${url}${url.includes('?') ? '&' : '?'}schema=${schema}`);
-    } finally {
-      await pgQuery(url, `DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    }
-  });
-});
+onBothStores('cost budgets and handler gates', 'pauses 4 processes at exactly the budget across a kill -9, and completes once raised and approved', budgetRun);

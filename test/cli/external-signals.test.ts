@@ -3,12 +3,11 @@
  * a signal sent before its step waits is kept; nodes wait for theirs holding no worker, survive a kill -9 of
  * the process, and run once their signal comes; a signal is delivered once per name.
  */
-import { describe, expect, it } from 'vitest';
+import { expect } from 'vitest';
 import { openStore } from '../../src/store/open.js';
 import type { Store } from '../../src/store/store.js';
 import { runCli, startCli } from '../helpers/cli.js';
-import { describePostgres, pgQuery } from '../helpers/postgres.js';
-import { tempDir } from '../helpers/temp.js';
+import { onBothStores } from '../helpers/both-stores.js';
 
 const CHILDREN = 4;
 
@@ -52,25 +51,4 @@ async function signalRun(storeUrl: string): Promise<void> {
   }
 }
 
-describe('external signals on SQLite', () => {
-  it('waits for signals across a kill -9, keeps one sent early, and delivers each name once', async () => {
-    const tmp = tempDir();
-    try {
-      await signalRun(tmp.url);
-    } finally {
-      tmp.cleanup();
-    }
-  });
-});
-
-describePostgres('external signals on PostgreSQL', (url) => {
-  it('waits for signals across a kill -9, keeps one sent early, and delivers each name once', async () => {
-    const schema = `rlm_signals_${process.pid}`;
-    await pgQuery(url, `DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    try {
-      await signalRun(`${url}${url.includes('?') ? '&' : '?'}schema=${schema}`);
-    } finally {
-      await pgQuery(url, `DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    }
-  });
-});
+onBothStores('external signals', 'waits for signals across a kill -9, keeps one sent early, and delivers each name once', signalRun);

@@ -3,12 +3,11 @@
  * on their own RetryLater is killed while they wait, resumed by a new process, and ends with every child run
  * once, no earlier than its timers allowed, and no attempt charged.
  */
-import { describe, expect, it } from 'vitest';
+import { expect } from 'vitest';
 import { openStore } from '../../src/store/open.js';
 import type { Store } from '../../src/store/store.js';
 import { runCli, startCli } from '../helpers/cli.js';
-import { describePostgres, pgQuery } from '../helpers/postgres.js';
-import { tempDir } from '../helpers/temp.js';
+import { onBothStores } from '../helpers/both-stores.js';
 
 const CHILDREN = 6;
 
@@ -47,25 +46,4 @@ async function killWhileWaiting(storeUrl: string): Promise<void> {
   }
 }
 
-describe('durable timers on SQLite', () => {
-  it('children waiting on their timers survive kill -9 and run once, on time, uncharged', async () => {
-    const tmp = tempDir();
-    try {
-      await killWhileWaiting(tmp.url);
-    } finally {
-      tmp.cleanup();
-    }
-  });
-});
-
-describePostgres('durable timers on PostgreSQL', (url) => {
-  it('children waiting on their timers survive kill -9 and run once, on time, uncharged', async () => {
-    const schema = `rlm_timers_${process.pid}`;
-    await pgQuery(url, `DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    try {
-      await killWhileWaiting(`${url}${url.includes('?') ? '&' : '?'}schema=${schema}`);
-    } finally {
-      await pgQuery(url, `DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    }
-  });
-});
+onBothStores('durable timers', 'children waiting on their timers survive kill -9 and run once, on time, uncharged', killWhileWaiting);
