@@ -1,4 +1,4 @@
-import type { GroupRequest, Store } from '../store/store.js';
+import type { GroupGrant, GroupRequest, Store } from '../store/store.js';
 
 /** A group's limits with its defaults applied: null is unbounded. */
 export interface ResolvedGroupLimits {
@@ -58,6 +58,8 @@ export class GroupGates<N extends GroupedNode> {
   readonly #o: GroupGatesOptions<N>;
   readonly #gates = new Map<string, Gate<N>>();
   #waiting = 0;
+  /** Each group's store calls in the order they were made (a release must not land after the next grant). */
+  readonly #calls = new Map<string, Promise<unknown>>();
 
   constructor(options: GroupGatesOptions<N>) {
     this.#o = options;
@@ -101,7 +103,7 @@ export class GroupGates<N extends GroupedNode> {
         return;
       }
       this.#gates.delete(gateKey(gate.runId, gate.group));
-      this.#o.store.acquireGroup(this.#request(gate, 0, 0)).catch((error: unknown) => this.#o.onError(error));
+      this.#acquire(gate, 0, 0).catch((error: unknown) => this.#o.onError(error));
     }, ms);
     gate.idleTimer.unref();
   }
@@ -113,9 +115,9 @@ export class GroupGates<N extends GroupedNode> {
         this.#gates.delete(gateKey(gate.runId, gate.group));
         if (gate.timer) clearTimeout(gate.timer);
         if (gate.idleTimer) clearTimeout(gate.idleTimer);
-        if (gate.held > 0) await this.#o.store.acquireGroup(this.#request(gate, 0, 0));
+        if (gate.held > 0) await this.#acquire(gate, 0, 0);
       } else if (gate.held > 0 && !gate.asking) {
-        gate.held = (await this.#o.store.acquireGroup(this.#request(gate, gate.held, 0))).slots;
+        gate.held = (await this.#acquire(gate, gate.held, 0)).slots;
       }
     }
   }
@@ -163,9 +165,18 @@ export class GroupGates<N extends GroupedNode> {
     if (gate.queue.length > 0) void this.#ask(gate);
   }
 
-  #request(gate: Gate<N>, slots: number, tokens: number): GroupRequest {
+  /** Asks the store for the gate's group, after this worker's earlier calls for that group. */
+  #acquire(gate: Gate<N>, slots: number, tokens: number): Promise<GroupGrant> {
     const { concurrency, perSecond, burst } = gate.limits;
-    return { runId: gate.runId, group: gate.group, workerId: this.#o.workerId(), concurrency, perSecond, burst, slots, running: gate.running, tokens, leaseMs: this.#o.leaseMs };
+    const request: GroupRequest = { runId: gate.runId, group: gate.group, workerId: this.#o.workerId(), concurrency, perSecond, burst, slots, running: gate.running, tokens, leaseMs: this.#o.leaseMs };
+    const key = gateKey(gate.runId, gate.group);
+    const call = (this.#calls.get(key) ?? Promise.resolve()).catch(() => undefined).then(() => this.#o.store.acquireGroup(request));
+    this.#calls.set(key, call);
+    const forget = () => {
+      if (this.#calls.get(key) === call) this.#calls.delete(key);
+    };
+    call.then(forget, forget);
+    return call;
   }
 
   async #ask(gate: Gate<N>): Promise<void> {
@@ -177,7 +188,7 @@ export class GroupGates<N extends GroupedNode> {
     gate.asking = true;
     let nextTokenInMs: number | null;
     try {
-      const grant = await this.#o.store.acquireGroup(this.#request(gate, needSlots ? slots : gate.held, tokens));
+      const grant = await this.#acquire(gate, needSlots ? slots : gate.held, tokens);
       if (concurrency !== null) gate.held = grant.slots;
       gate.tokens += grant.tokens;
       nextTokenInMs = grant.nextTokenInMs;
