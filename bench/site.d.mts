@@ -39,4 +39,4 @@ export function kindCounts(pages: number): SitePlan['counts'];
 export function pagePath(i: number): string;
 export function sitePlan(options: { pages: number; seed?: number }): SitePlan;
 export function renderPage(plan: SitePlan, i: number, origin: string): string;
-export function startSite(options: { pages: number; seed?: number; port?: number }): Promise<Site>;
+export function startSite(options: { pages: number; seed?: number; port?: number; latencyMs?: number }): Promise<Site>;

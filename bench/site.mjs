@@ -14,7 +14,9 @@
  *
  * Every request is counted per path; GET /__stats answers `{ fetches, counts: { path: n } }`.
  *
- *   node bench/site.mjs --pages 1000 [--seed 1] [--port 8080]      # serves http://127.0.0.1:8080/site/
+ *   node bench/site.mjs --pages 1000 [--seed 1] [--port 8080] [--latency-ms 0]   # serves http://127.0.0.1:8080/site/
+ *
+ * `--latency-ms` delays every answer, as a distant site would.
  */
 import { createServer } from 'node:http';
 import { pathToFileURL } from 'node:url';
@@ -176,7 +178,7 @@ export function renderPage(plan, i, origin) {
  * Starts the site on 127.0.0.1 (`port` 0 picks a free one). Resolves to its start URL, the per-path counts,
  * and `close()`.
  */
-export async function startSite({ pages, seed = 1, port = 0 }) {
+export async function startSite({ pages, seed = 1, port = 0, latencyMs = 0 }) {
   const plan = sitePlan({ pages, seed });
   const counts = new Map();
   let fetches = 0;
@@ -189,6 +191,10 @@ export async function startSite({ pages, seed = 1, port = 0 }) {
     timers.add(timer);
   };
   const server = createServer((req, res) => {
+    if (latencyMs > 0 && !req.url?.startsWith('/__stats')) later(latencyMs, () => answer(req, res));
+    else answer(req, res);
+  });
+  const answer = (req, res) => {
     const path = new URL(req.url ?? '/', 'http://site').pathname;
     if (path === '/__stats') {
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -225,7 +231,7 @@ export async function startSite({ pages, seed = 1, port = 0 }) {
     } else {
       html(renderPage(plan, i, origin));
     }
-  });
+  };
   server.keepAliveTimeout = 60_000;
   await new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -260,7 +266,7 @@ function flag(argv, name, fallback) {
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const argv = process.argv.slice(2);
-  const site = await startSite({ pages: flag(argv, 'pages', 1000), seed: flag(argv, 'seed', 1), port: flag(argv, 'port', 8080) });
+  const site = await startSite({ pages: flag(argv, 'pages', 1000), seed: flag(argv, 'seed', 1), port: flag(argv, 'port', 8080), latencyMs: flag(argv, 'latency-ms', 0) });
   const reach = site.plan.reachable();
   process.stderr.write(
     `site: ${site.plan.pages} pages at ${site.url} (${reach.paths.size} in-scope paths reachable, ${reach.missing.length} missing, ` +
