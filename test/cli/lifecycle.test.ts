@@ -106,19 +106,20 @@ describe('graceful stop, memory ceiling, versions and snapshots (real processes)
         RLM_FAILPOINTS: 'commit.afterCommit=kill@6',
       });
       expect((await v1.done).signal).toBe('SIGKILL');
-      // Version 2 works a while, then stops gracefully, leaving nodes it wrote (version 2) on the frontier. It
-      // stops itself after its fourth commit and gets SIGTERM while stopped, so the signal lands mid-run however
-      // loaded the machine is (a signal sent to a running process could arrive once the run had ended).
-      const v2 = startCli(['run', 'test/fixtures/versioned-v2.ts', '--run', 'ver', '--store', tmp.url, '--commit-every', '50'], {
-        RLM_FAILPOINTS: 'commit.afterCommit=stop@4',
-      });
-      await onFailpoint(v2.child, 'commit.afterCommit', 4);
-      v2.child.kill('SIGTERM');
+      // Version 2 works a while, then stops gracefully, leaving nodes it wrote (version 2) on the frontier. It is
+      // stopped (SIGSTOP) once it holds rows it wrote, and gets SIGTERM while stopped, so the signal lands while
+      // it holds them however loaded the machine is.
+      const v2 = startCli(['run', 'test/fixtures/versioned-v2.ts', '--run', 'ver', '--store', tmp.url, '--commit-every', '50']);
+      await expect
+        .poll(() => Number(nodes(tmp.db, "SELECT count(*) AS n FROM rlm_nodes WHERE version = 2 AND state = 'running'")[0]?.n), { timeout: 30_000, interval: 5 })
+        .toBeGreaterThanOrEqual(8);
+      v2.child.kill('SIGSTOP');
       await stoppedOrGone(v2.child.pid as number);
+      v2.child.kill('SIGTERM');
       v2.child.kill('SIGCONT');
       expect((await v2.done).code).toBe(143);
       const written = nodes(tmp.db, "SELECT id, epoch FROM rlm_nodes WHERE version = 2 AND state = 'pending' ORDER BY id");
-      expect(written.length).toBeGreaterThan(0);
+      expect(written.length, JSON.stringify(nodes(tmp.db, 'SELECT version, state, count(*) AS n FROM rlm_nodes GROUP BY version, state'))).toBeGreaterThan(0);
       // An old worker joins: it claims nothing written by version 2.
       const old = startCli(['worker', 'test/fixtures/versioned-v1.ts', '--store', tmp.url], { RLM_FAILPOINTS: 'claim.beforeCommit=beacon' });
       await onFailpoint(old.child, 'claim.beforeCommit', 3);
