@@ -82,6 +82,9 @@ export class SqliteThreadStore implements Store {
       await this.#call('close', []);
     } finally {
       this.#gone = new StoreUnavailableError(`The store ${this.path} is closed.`);
+      // An unreferenced thread's termination keeps nothing alive: the process could end before close() returns,
+      // with exit code 0 whatever the command decided (a store error, a pause).
+      this.#worker.ref();
       await this.#worker.terminate();
     }
   }
