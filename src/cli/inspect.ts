@@ -1,5 +1,6 @@
 import { NotFoundError } from '../engine/errors.js';
-import { COST_EFFECT_PREFIX, costOf, type NodeRecord } from '../store/store.js';
+import { COST_EFFECT_PREFIX, costOf } from '../store/charges.js';
+import type { NodeRecord } from '../store/store.js';
 import { payloadView } from '../engine/json-view.js';
 import { EXIT, type ExitCode, type GlobalFlags, parseNodeId, print, requireRun, withStore } from './common.js';
 

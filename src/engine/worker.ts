@@ -24,7 +24,7 @@ import { randomUUID } from 'node:crypto';
 import type { Span } from '@opentelemetry/api';
 import type { ChildFailure, ChildSpec, Json, StepResult, TaskContext } from '../task.js';
 import type { CommitOp, CommitResult, ErrorEntry, LeasedNode, NewNode, Payload, RunState, Store, StepOp, StepOutcome } from '../store/store.js';
-import { COST_EFFECT_PREFIX, signalWaitReason } from '../store/store.js';
+import { COST_EFFECT_PREFIX, signalWaitReason } from '../store/charges.js';
 import { failpoints } from '../failpoints.js';
 import type { Logger } from '../observe/logger.js';
 import { silentLogger } from '../observe/logger.js';

@@ -21,7 +21,6 @@
  * epoch has moved on is rejected, never applied.
  */
 import type { DoctorReport } from './audit.js';
-import { RefusedError } from '../engine/errors.js';
 
 export type NodeState = 'pending' | 'running' | 'waiting' | 'done' | 'dead' | 'parked';
 export type NodePhase = 'run' | 'combine';
@@ -372,30 +371,6 @@ export interface StoreCapabilities {
 }
 
 /** The one persistence boundary. Every implementation passes test/store/conformance.ts. */
-/** A signal's payload as text (signals are JSON). */
-export function payloadText(payload: Payload): string {
-  return typeof payload === 'string' ? payload : Buffer.from(payload).toString('utf8');
-}
-
-/** A signal sent again with another payload. */
-export function signalRefused(runId: string, name: string): RefusedError {
-  return new RefusedError(`Run ${runId} has a signal \`${name}\` already, with another payload: a signal is delivered once per name. Send it under a new name.`);
-}
-
-/** The park reason of a node waiting for a signal: sending the signal wakes it. */
-export function signalWaitReason(name: string): string {
-  return `signal: waits for \`${name}\` (rlm signal RUN ${name} JSON)`;
-}
-
-/** Journal entries of cost charges are effects whose names start with this. */
-export const COST_EFFECT_PREFIX = 'rlm:cost:';
-
-/** The amount a journaled cost charge holds. */
-export function costOf(value: Payload): number {
-  const cost = (JSON.parse(payloadText(value)) as { cost?: unknown }).cost;
-  return typeof cost === 'number' && Number.isFinite(cost) ? cost : 0;
-}
-
 /** A node's charge to its run's cost budget (see Store.chargeCost). */
 export interface CostCharge {
   runId: string;

@@ -21,7 +21,7 @@ import type {
   StepOutcome,
   Store,
 } from '../../src/store/store.js';
-import { signalWaitReason } from '../../src/store/store.js';
+import { signalWaitReason } from '../../src/store/charges.js';
 
 export type ConformanceStore = Store & { recount?(runId: string): StateCounts | Promise<StateCounts> };
 

@@ -34,7 +34,8 @@ import type {
 } from '../store.js';
 import { cycleError, findCycleClosers } from '../cycles.js';
 import { grantGroup } from '../groups.js';
-import { COST_EFFECT_PREFIX, costOf, isPersonPause, payloadText, signalRefused, signalWaitReason, WORKER_RETENTION_MS } from '../store.js';
+import { COST_EFFECT_PREFIX, costEntry, costOf, decideCharge, payloadText, signalRefused, signalWaitReason } from '../charges.js';
+import { isPersonPause, WORKER_RETENTION_MS } from '../store.js';
 import { dropRefused } from '../rows.js';
 import { PgCommit } from './commit.js';
 import {
@@ -428,19 +429,19 @@ export class PostgresStore implements Store {
       const budget = run.cost_budget === null ? null : Number(run.cost_budget);
       const before = Number(run.cost_spent);
       const [journaled] = await tx.query(`SELECT run_id, value FROM ${t.effects} WHERE run_id = $1 AND node_key = $2 AND name = $3`, [charge.runId, charge.nodeKey, charge.name]);
-      if (journaled) return { granted: true, amount: costOf(payloadOf(journaled.value, { table: 'rlm_effects', column: 'value', row: journaled }) ?? 'null'), spent: before, budget };
-      if (charge.kind === 'reserve' && budget !== null && before + charge.amount > budget) return { granted: false, amount: charge.amount, spent: before, budget };
-      const spent = before + charge.amount;
-      await tx.query(`UPDATE ${t.runs} SET cost_spent = $2 WHERE id = $1`, [charge.runId, spent]);
+      const held = journaled ? costOf(payloadOf(journaled.value, { table: 'rlm_effects', column: 'value', row: journaled }) ?? 'null') : undefined;
+      const { write, ...decided } = decideCharge(charge, before, budget, held);
+      if (!write) return decided;
+      await tx.query(`UPDATE ${t.runs} SET cost_spent = $2 WHERE id = $1`, [charge.runId, decided.spent]);
       await tx.query(`INSERT INTO ${t.effects} (run_id, node_key, name, node_id, value, at) VALUES ($1, $2, $3, $4, $5, $6)`, [
         charge.runId,
         charge.nodeKey,
         charge.name,
         charge.nodeId,
-        sealText(JSON.stringify({ cost: charge.amount })),
+        sealText(costEntry(charge.amount)),
         Date.now(),
       ]);
-      return { granted: true, amount: charge.amount, spent, budget };
+      return decided;
     });
   }
 

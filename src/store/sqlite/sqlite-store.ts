@@ -17,7 +17,8 @@ import { open, openErrors, seal, sealError, sealOptional } from '../checksum.js'
 import * as shared from '../rows.js';
 import type { DoctorReport } from '../audit.js';
 import { type Columns, dropRefused, emptyCounts, LEASED_COLUMNS, type Row, workerFromRow } from '../rows.js';
-import { COST_EFFECT_PREFIX, costOf, isPersonPause, payloadText, signalRefused, signalWaitReason, WORKER_RETENTION_MS } from '../store.js';
+import { COST_EFFECT_PREFIX, costEntry, costOf, decideCharge, payloadText, signalRefused, signalWaitReason } from '../charges.js';
+import { isPersonPause, WORKER_RETENTION_MS } from '../store.js';
 import type {
   ClaimFilter,
   CommitOp,
@@ -629,21 +630,18 @@ export class SqliteStore implements Store {
       const run = this.#stmt('SELECT cost_budget, cost_spent FROM rlm_runs WHERE id = ?').get(charge.runId) as { cost_budget: number | null; cost_spent: number } | undefined;
       if (!run) throw new NotFoundError(`No run ${charge.runId} in ${this.description}; \`rlm status\` lists the runs.`);
       const journaled = this.#stmt('SELECT run_id, value FROM rlm_effects WHERE run_id = ? AND node_key = ? AND name = ?').get(charge.runId, charge.nodeKey, charge.name) as Row | undefined;
-      if (journaled) return { granted: true, amount: costOf(openEffect(journaled)), spent: run.cost_spent, budget: run.cost_budget };
-      if (charge.kind === 'reserve' && run.cost_budget !== null && run.cost_spent + charge.amount > run.cost_budget) {
-        return { granted: false, amount: charge.amount, spent: run.cost_spent, budget: run.cost_budget };
-      }
-      const spent = run.cost_spent + charge.amount;
-      this.#stmt('UPDATE rlm_runs SET cost_spent = ? WHERE id = ?').run(spent, charge.runId);
+      const { write, ...decided } = decideCharge(charge, run.cost_spent, run.cost_budget, journaled ? costOf(openEffect(journaled)) : undefined);
+      if (!write) return decided;
+      this.#stmt('UPDATE rlm_runs SET cost_spent = ? WHERE id = ?').run(decided.spent, charge.runId);
       this.#stmt('INSERT INTO rlm_effects (run_id, node_key, name, node_id, value, at) VALUES (?, ?, ?, ?, ?, ?)').run(
         charge.runId,
         charge.nodeKey,
         charge.name,
         charge.nodeId,
-        seal(JSON.stringify({ cost: charge.amount })),
+        seal(costEntry(charge.amount)),
         Date.now(),
       );
-      return { granted: true, amount: charge.amount, spent, budget: run.cost_budget };
+      return decided;
     });
   }
 
